@@ -1,0 +1,48 @@
+import { WssInvalidJsonError, WssNotSerializableError } from './errors.js'
+
+/** What `onMessage` receives and how `send` encodes: see the README, "dataType". */
+export type DataType = 'text' | 'blob' | 'object'
+
+/** The type of `event.data` in `onMessage` for a `dataType`. */
+export type MessageData<D extends DataType> =
+  D extends 'text' ? string : D extends 'blob' ? Buffer : unknown
+
+/** A frame payload as `ws` sends it: a string is a text frame, bytes a binary frame. */
+export type Payload = string | Buffer | ArrayBuffer | ArrayBufferView
+
+export const dataTypes: readonly DataType[] = ['text', 'blob', 'object']
+
+/**
+ * Decodes a received message. `ws` hands over a `Buffer` for text and binary
+ * frames alike; text frames were already checked to be valid UTF-8.
+ * Throws a coded error when an `object` message is not JSON.
+ */
+export function decode (dataType: DataType, data: Buffer): unknown {
+  if (dataType === 'text') return data.toString()
+  if (dataType === 'blob') return data
+  try {
+    return JSON.parse(data.toString())
+  } catch (err) {
+    throw new WssInvalidJsonError((err as Error).message, { cause: err })
+  }
+}
+
+/**
+ * Encodes a value for `send`: a string is text (JSON-encoded under `object`),
+ * bytes are binary, anything else is its JSON text. Throws a coded TypeError
+ * when JSON cannot encode the value.
+ */
+export function encode (dataType: DataType, message: unknown): Payload {
+  if (typeof message === 'string') {
+    return dataType === 'object' ? JSON.stringify(message) : message
+  }
+  if (message instanceof ArrayBuffer || ArrayBuffer.isView(message)) return message
+  let json: string | undefined
+  try {
+    json = JSON.stringify(message)
+  } catch (err) {
+    throw new WssNotSerializableError((err as Error).message, { cause: err })
+  }
+  if (json === undefined) throw new WssNotSerializableError(`${typeof message} has no JSON form`)
+  return json
+}

@@ -1,0 +1,262 @@
+import type { WebSocket } from 'ws'
+import { decode, encode, type DataType } from './codec.js'
+import {
+  ErrCode,
+  WssCloseMessageTooLongError,
+  WssInvalidCloseCodeError,
+  errorEntry,
+  invoke,
+  toError
+} from './errors.js'
+import type { WebSocketServer } from './server.js'
+import type { ConnectionHandler, ConnectionRequest, ErrorEvent, TerminateEvent } from './types.js'
+
+/** `'Connected'` → `'Closing'` → `'Closed'`. */
+export type ConnectionStatus = 'Connected' | 'Closing' | 'Closed'
+
+/** The arguments of `terminate()`. */
+export interface TerminateOptions {
+  /** 1000 (default) or 3000–4999. */
+  code?: number
+  /** At most 123 UTF-8 bytes. */
+  message?: string
+}
+
+// ws's readyState values
+const OPEN = 1
+const CLOSING = 2
+
+const kConnection = Symbol('fastify-wss.connection')
+type Socket = WebSocket & { [kConnection]: WebSocketConnection<DataType> }
+type Listener = (this: WebSocket, ...args: any[]) => void
+
+let lastId = 0
+
+/**
+ * One client connection. Created by the plugin when `onConnection` returns a
+ * connection handler; given to every callback of that handler.
+ */
+export class WebSocketConnection<D extends DataType = DataType> {
+  readonly #id: number
+  readonly #wss: WebSocketServer<D>
+  readonly #handler: ConnectionHandler<D>
+  readonly #request: ConnectionRequest
+  readonly #socket: Socket
+  /** Messages received and not yet delivered. */
+  readonly #queue: Buffer[] = []
+  /** A callback is running: onOpen, or an onMessage whose Promise has not settled. */
+  #busy = true
+  #paused = false
+  #draining = false
+  #onWritten: (() => void) | undefined
+  /** Set when the socket has closed; onTerminate runs once the queue is empty. */
+  #closeEvent: TerminateEvent | undefined
+  #ended = false
+  /** @internal Whether the peer answered the last ping. */
+  _alive = true
+
+  /** @internal */
+  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest) {
+    this.#id = ++lastId
+    this.#wss = wss
+    this.#handler = handler
+    this.#request = request
+    this.#socket = socket as Socket
+    this.#socket[kConnection] = this as unknown as WebSocketConnection<DataType>
+    // Shared listeners, with the socket as `this`: no closures per connection.
+    socket.on('message', onSocketMessage as Listener)
+    socket.on('close', onSocketClose as Listener)
+    socket.on('error', onSocketError as Listener)
+    socket.on('pong', onSocketPong as Listener)
+  }
+
+  /** Positive integer, unique within the process, never reused. */
+  get id (): number { return this.#id }
+  /** The server this connection belongs to. */
+  get wss (): WebSocketServer<D> { return this.#wss }
+  /** The connection handler `onConnection` returned. */
+  get handler (): ConnectionHandler<D> { return this.#handler }
+  /** The request the connection was opened with. */
+  get request (): ConnectionRequest { return this.#request }
+
+  get status (): ConnectionStatus {
+    const state = this.#socket.readyState
+    return state === OPEN ? 'Connected' : state === CLOSING ? 'Closing' : 'Closed'
+  }
+
+  /** Outbound bytes not yet written to the network. */
+  get bufferedAmount (): number {
+    return this.#socket.bufferedAmount
+  }
+
+  /**
+   * Sends a message: a string as a text frame (JSON-encoded under dataType
+   * `object`), bytes as a binary frame, any other value as its JSON text.
+   * Returns `false`, sending nothing, when the connection is not `Connected`
+   * or has just been dropped for exceeding `maxBackpressure`.
+   * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
+   */
+  send (message: unknown): boolean {
+    if (this.#socket.readyState !== OPEN) return false
+    return this._write(encode(this.#wss.dataType, message))
+  }
+
+  /** @internal Writes an encoded payload (or a frame list from `ws`) to an open socket. */
+  _write (payload: Parameters<WebSocket['send']>[0]): boolean {
+    const socket = this.#socket
+    if (this.#handler.onDrain === undefined) {
+      socket.send(payload)
+    } else {
+      socket.send(payload, this.#onWritten ??= () => this.#checkDrain())
+    }
+    const buffered = socket.bufferedAmount
+    const max = this.#wss._maxBackpressure
+    if (buffered > max) {
+      this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
+        'fastify-wss: dropping a connection whose peer reads too slowly')
+      socket.terminate()
+      return false
+    }
+    if (buffered > max / 2) this.#draining = true
+    return true
+  }
+
+  #checkDrain (): void {
+    if (this.#draining && this.#socket.bufferedAmount <= this.#wss._maxBackpressure / 2) {
+      this.#draining = false
+      invoke(this.#handler, this.#handler.onDrain, this, { type: 'drain' }, this, ErrCode.DRAIN_FAILED)
+    }
+  }
+
+  /**
+   * Starts the closing handshake with `code` (default 1000) and `message`.
+   * Does nothing on a connection that is already `Closing` or `Closed`.
+   * @throws RangeError when `code` is not 1000 or 3000–4999, or `message` is longer than 123 UTF-8 bytes.
+   */
+  terminate (options?: TerminateOptions): void {
+    const code = options?.code ?? 1000
+    const message = options?.message
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new WssInvalidCloseCodeError(code)
+    }
+    if (message !== undefined) {
+      const bytes = typeof message === 'string' ? Buffer.byteLength(message) : NaN
+      if (!(bytes <= 123)) throw new WssCloseMessageTooLongError(bytes)
+    }
+    if (this.#socket.readyState === OPEN) this.#socket.close(code, message)
+  }
+
+  /** @internal Runs the handler's onOpen; messages wait until it has settled. */
+  _open (): void {
+    const pending = invoke(this.#handler, this.#handler.onOpen, this, { type: 'open' }, this, ErrCode.OPEN_FAILED)
+    if (pending === undefined) this.#settled()
+    else pending.then(() => this.#settled())
+  }
+
+  /** @internal Closes with 1001 (Going Away), for the server's shutdown. */
+  _goAway (): void {
+    if (this.#socket.readyState === OPEN) this.#socket.close(1001)
+  }
+
+  /** @internal Pings; destroys the socket when the previous ping got no pong. */
+  _heartbeat (): void {
+    const socket = this.#socket
+    if (socket.readyState !== OPEN) return
+    if (!this._alive) {
+      socket.terminate()
+      return
+    }
+    this._alive = false
+    socket.ping()
+  }
+
+  /** @internal */
+  _receive (data: Buffer): void {
+    const queue = this.#queue
+    if (this.#busy || queue.length !== 0) {
+      queue.push(data)
+      if (!this.#paused && queue.length >= this.#wss._maxPendingMessages) {
+        this.#paused = true
+        this.#socket.pause()
+      }
+      return
+    }
+    this.#deliver(data)
+  }
+
+  #deliver (data: Buffer): void {
+    let value: unknown
+    try {
+      value = decode(this.#wss.dataType, data)
+    } catch (err) {
+      this._fail(ErrCode.INVALID_JSON, err)
+      return
+    }
+    const handler = this.#handler
+    const pending = invoke(handler, handler.onMessage, this, { type: 'message', data: value }, this, ErrCode.MESSAGE_FAILED)
+    if (pending !== undefined) {
+      this.#busy = true
+      pending.then(() => this.#settled())
+    }
+  }
+
+  /** A callback has settled: deliver what waits, then end if the socket is closed. */
+  #settled (): void {
+    this.#busy = false
+    const queue = this.#queue
+    while (!this.#busy && queue.length !== 0) {
+      this.#deliver(queue.shift() as Buffer)
+      if (this.#paused && queue.length <= this.#wss._maxPendingMessages / 2) {
+        this.#paused = false
+        this.#socket.resume()
+      }
+    }
+    if (!this.#busy && this.#closeEvent !== undefined) this.#end()
+  }
+
+  /** @internal The socket has closed (ws's 'close'). */
+  _closed (code: number, reason: Buffer): void {
+    this.#closeEvent = { type: 'terminate', code, reason: reason.length === 0 ? undefined : reason.toString() }
+    this.#wss._remove(this)
+    if (!this.#busy && this.#queue.length === 0) this.#end()
+  }
+
+  #end (): void {
+    if (this.#ended) return
+    this.#ended = true
+    const handler = this.#handler
+    const pending = invoke(handler, handler.onTerminate, this, this.#closeEvent, this, ErrCode.TERMINATE_FAILED)
+    if (pending === undefined) this.#wss._finished()
+    else pending.then(() => this.#wss._finished())
+  }
+
+  /** @internal An error of this connection: to its handler's onError, else to the server's. */
+  _fail (errCode: number, error: unknown): void {
+    const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, toError(error))] }
+    const handler = this.#handler
+    if (typeof handler.onError === 'function') {
+      invoke(handler, handler.onError, this, event, this.#wss._onErrorFailed, 0)
+    } else {
+      this.#wss._report(event, this)
+    }
+  }
+}
+
+function onSocketMessage (this: Socket, data: Buffer): void {
+  this[kConnection]._receive(data)
+}
+
+function onSocketClose (this: Socket, code: number, reason: Buffer): void {
+  this[kConnection]._closed(code, reason)
+}
+
+function onSocketError (this: Socket, err: Error & { code?: unknown }): void {
+  const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+    ? ErrCode.MESSAGE_TOO_BIG
+    : typeof err.code === 'string' && err.code.startsWith('WS_ERR_') ? ErrCode.PROTOCOL_ERROR : ErrCode.SOCKET_ERROR
+  this[kConnection]._fail(code, err)
+}
+
+function onSocketPong (this: Socket): void {
+  this[kConnection]._alive = true
+}

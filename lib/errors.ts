@@ -1,0 +1,118 @@
+import createError from '@fastify/error'
+
+/** The `componentSignature` of every error entry this package reports. */
+export const componentSignature = 'fastify-wss'
+
+/**
+ * The stable `errCode` table of the error entries passed to `onError`.
+ * 1xx: the server handler; 2xx: a connection handler; 3xx: message content;
+ * 4xx: the socket and the protocol; 5xx: the cluster adapter.
+ */
+export const ErrCode = {
+  /** `onConnection` threw or rejected with a 5xx (or a non-HTTP) error. */
+  CONNECTION_FAILED: 100,
+  /** `onConnection` returned an object without an `onMessage` function. */
+  INVALID_CONNECTION_HANDLER: 101,
+  /** The server handler's `onOpen` threw or rejected. */
+  SERVER_OPEN_FAILED: 110,
+  /** The server handler's `onTerminate` threw or rejected. */
+  SERVER_TERMINATE_FAILED: 111,
+  /** A connection handler's `onOpen` threw or rejected. */
+  OPEN_FAILED: 200,
+  /** A connection handler's `onMessage` threw or rejected. */
+  MESSAGE_FAILED: 201,
+  /** A connection handler's `onTerminate` threw or rejected. */
+  TERMINATE_FAILED: 202,
+  /** A connection handler's `onDrain` threw or rejected. */
+  DRAIN_FAILED: 203,
+  /** A message was not valid JSON under `dataType: 'object'`; it was not delivered. */
+  INVALID_JSON: 300,
+  /** The peer broke the WebSocket protocol (invalid frame, invalid UTF-8, ...); `ws` closed the connection. */
+  PROTOCOL_ERROR: 400,
+  /** A message was larger than `maxPayload`; the connection was closed with 1009. */
+  MESSAGE_TOO_BIG: 401,
+  /** The underlying socket failed (reset, broken pipe, ...). */
+  SOCKET_ERROR: 410,
+  /** The cluster adapter failed (publish or subscribe). */
+  ADAPTER_FAILED: 500
+} as const
+
+export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]
+
+/** One entry of the `errors` array of an error event. */
+export interface WssErrorEntry {
+  errCode: number
+  message: string
+  componentSignature: 'fastify-wss'
+  error?: Error
+}
+
+/** The last argument of a coded error's constructor that sets its `cause`. */
+type Cause = { cause: unknown }
+
+export const WssInvalidOptionError = createError<[string, string]>(
+  'FST_WSS_INVALID_OPTION', 'fastify-wss: option "%s" %s', 500, TypeError)
+export const WssAlreadyRegisteredError = createError(
+  'FST_WSS_ALREADY_REGISTERED',
+  'fastify-wss: this context or one of its ancestors already has a WebSocket server; register the plugin in sibling contexts for several servers')
+export const WssConnectionRefusedError = createError(
+  'FST_WSS_CONNECTION_REFUSED', 'The WebSocket connection was refused', 403)
+export const WssOriginNotAllowedError = createError<[string]>(
+  'FST_WSS_ORIGIN_NOT_ALLOWED', 'Origin "%s" is not allowed', 403)
+export const WssUnavailableError = createError<[string]>(
+  'FST_WSS_UNAVAILABLE', 'The WebSocket server %s', 503)
+export const WssNotWebSocketError = createError(
+  'FST_WSS_NOT_WEBSOCKET', 'The upgrade request is not a WebSocket upgrade', 400)
+export const WssInvalidConnectionHandlerError = createError(
+  'FST_WSS_INVALID_CONNECTION_HANDLER',
+  'onConnection returned an object without an onMessage function', 500)
+export const WssCallbackError = createError<[string, Cause?]>(
+  'FST_WSS_CALLBACK_ERROR', '%s')
+export const WssInvalidJsonError = createError<[string, Cause?]>(
+  'FST_WSS_INVALID_JSON', 'The message is not valid JSON: %s')
+export const WssNotSerializableError = createError<[string, Cause?]>(
+  'FST_WSS_NOT_SERIALIZABLE', 'The message cannot be encoded as JSON: %s', 500, TypeError)
+export const WssInvalidCloseCodeError = createError<[unknown]>(
+  'FST_WSS_INVALID_CLOSE_CODE', 'The close code must be 1000 or an integer from 3000 to 4999, got %s', 500, RangeError)
+export const WssCloseMessageTooLongError = createError<[number]>(
+  'FST_WSS_CLOSE_MESSAGE_TOO_LONG', 'The close message must be a string of at most 123 UTF-8 bytes, got %s bytes', 500, RangeError)
+
+/** Makes an `Error` of anything thrown, keeping an `Error` as it is. */
+export function toError (value: unknown): Error {
+  return value instanceof Error ? value : new WssCallbackError(String(value), { cause: value })
+}
+
+/** Builds the error entry for `errCode` and an error. */
+export function errorEntry (errCode: number, error: Error): WssErrorEntry {
+  return { errCode, message: error.message, componentSignature, error }
+}
+
+/** Where the guarded call path reports what a callback threw. */
+export interface ErrorSink {
+  _fail (errCode: number, error: unknown): void
+}
+
+type Callback = (this: unknown, a: unknown, b: unknown) => unknown
+
+/**
+ * The one path through which every user callback is called: as a method of
+ * `target`, with a throw or a rejection sent to `sink._fail(errCode, error)`.
+ * Returns `undefined` when the callback is absent or finished synchronously,
+ * otherwise a Promise that fulfils (never rejects) once it has settled.
+ */
+export function invoke (target: object, fn: unknown, a: unknown, b: unknown, sink: ErrorSink, errCode: number): Promise<void> | undefined {
+  if (typeof fn !== 'function') return undefined
+  let result: unknown
+  try {
+    result = (fn as Callback).call(target, a, b)
+  } catch (err) {
+    sink._fail(errCode, err)
+    return undefined
+  }
+  if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    return Promise.resolve(result as PromiseLike<unknown>).then(noop, (err: unknown) => sink._fail(errCode, err))
+  }
+  return undefined
+}
+
+function noop (): void {}

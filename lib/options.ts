@@ -1,0 +1,138 @@
+import type { PerMessageDeflateOptions } from 'ws'
+import { dataTypes, type DataType } from './codec.js'
+import { WssInvalidOptionError } from './errors.js'
+import type { WSSHandler } from './types.js'
+
+/** An origin rule: exact origins (case-insensitive) and RegExps, a RegExp, or a function of the `Origin` header. */
+export type AllowedOrigins = string | RegExp | ReadonlyArray<string | RegExp> | ((origin: string) => boolean)
+
+/** The options of the plugin. Only `handler` is required. */
+export interface WssPluginOptions<D extends DataType = DataType> {
+  /** The server handler: an object with an `onConnection` method. */
+  handler: WSSHandler<D>
+  /** A Fastify route pattern (`/chat`, `/rooms/:room`); absent: every upgrade no other route takes. */
+  path?: string
+  /** `'text'` (default), `'blob'` or `'object'`. */
+  dataType?: D
+  /** Largest message in bytes; a larger one closes the connection with 1009. Default 1 MiB. */
+  maxPayload?: number
+  /** Ping interval; a peer that missed the previous ping is destroyed. Default `{ interval: 30000 }`; `false` turns it off. */
+  heartbeat?: boolean | { interval: number }
+  /** Most connections at once (open, closing, and handshakes under way); further upgrades get 503. Default unlimited. */
+  maxConnections?: number
+  /** Most messages waiting for `onMessage` before the socket stops being read. Default 100. */
+  maxPendingMessages?: number
+  /** Most unsent outbound bytes of a connection before it is dropped. Default 16 MiB. */
+  maxBackpressure?: number
+  /** How long `terminate()` waits for the peer's close frame before destroying the socket, in ms. Default 5000. */
+  closeTimeout?: number
+  /** Origins allowed to connect; others get 403. Requests without `Origin` are let through. Default: any. */
+  allowedOrigins?: AllowedOrigins
+  /** permessage-deflate, as `ws` takes it. Default off. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
+}
+
+/** The defaults of every option past `handler`. */
+export const defaults = {
+  dataType: 'text',
+  maxPayload: 1024 * 1024,
+  heartbeat: { interval: 30_000 },
+  maxConnections: Infinity,
+  maxPendingMessages: 100,
+  maxBackpressure: 16 * 1024 * 1024,
+  closeTimeout: 5000,
+  perMessageDeflate: false
+} as const
+
+/** @internal Options after validation, with defaults filled in. */
+export interface ResolvedOptions<D extends DataType> {
+  handler: WSSHandler<D>
+  path: string | undefined
+  dataType: D
+  maxPayload: number
+  heartbeatInterval: number
+  maxConnections: number
+  maxPendingMessages: number
+  maxBackpressure: number
+  closeTimeout: number
+  originAllowed: ((origin: string) => boolean) | undefined
+  perMessageDeflate: boolean | PerMessageDeflateOptions
+}
+
+function positiveInteger (name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new WssInvalidOptionError(name, `must be a positive integer, got ${describe(value)}`)
+  }
+  return value
+}
+
+function describe (value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value === 'object' || typeof value === 'function' ? typeof value : String(value)
+}
+
+/** @internal Validates the options once, at register; throws a coded error naming the option. */
+export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): ResolvedOptions<D> {
+  const { handler, path, dataType = defaults.dataType as D } = opts
+  if (handler === null || (typeof handler !== 'object' && typeof handler !== 'function')) {
+    throw new WssInvalidOptionError('handler', `is required: an object with an onConnection method, got ${describe(handler)}`)
+  }
+  if (typeof handler.onConnection !== 'function') {
+    throw new WssInvalidOptionError('handler', 'must have an onConnection method')
+  }
+  for (const name of ['onOpen', 'onTerminate', 'onError'] as const) {
+    if (handler[name] !== undefined && typeof handler[name] !== 'function') {
+      throw new WssInvalidOptionError(`handler.${name}`, 'must be a function when present')
+    }
+  }
+  if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) {
+    throw new WssInvalidOptionError('path', `must be a string starting with "/", got ${describe(path)}`)
+  }
+  if (!dataTypes.includes(dataType)) {
+    throw new WssInvalidOptionError('dataType', `must be one of ${dataTypes.join(', ')}, got ${describe(dataType)}`)
+  }
+  const perMessageDeflate = opts.perMessageDeflate ?? defaults.perMessageDeflate
+  if (typeof perMessageDeflate !== 'boolean' && (perMessageDeflate === null || typeof perMessageDeflate !== 'object')) {
+    throw new WssInvalidOptionError('perMessageDeflate', `must be a boolean or an object of ws options, got ${describe(perMessageDeflate)}`)
+  }
+  return {
+    handler,
+    path,
+    dataType,
+    maxPayload: positiveInteger('maxPayload', opts.maxPayload, defaults.maxPayload),
+    heartbeatInterval: heartbeatInterval(opts.heartbeat),
+    maxConnections: positiveInteger('maxConnections', opts.maxConnections, defaults.maxConnections),
+    maxPendingMessages: positiveInteger('maxPendingMessages', opts.maxPendingMessages, defaults.maxPendingMessages),
+    maxBackpressure: positiveInteger('maxBackpressure', opts.maxBackpressure, defaults.maxBackpressure),
+    closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, defaults.closeTimeout),
+    originAllowed: originMatcher(opts.allowedOrigins),
+    perMessageDeflate
+  }
+}
+
+/** 0 means no heartbeat. */
+function heartbeatInterval (heartbeat: WssPluginOptions['heartbeat']): number {
+  if (heartbeat === undefined || heartbeat === true) return defaults.heartbeat.interval
+  if (heartbeat === false) return 0
+  if (heartbeat === null || typeof heartbeat !== 'object') {
+    throw new WssInvalidOptionError('heartbeat', `must be a boolean or { interval }, got ${describe(heartbeat)}`)
+  }
+  return positiveInteger('heartbeat.interval', heartbeat.interval, defaults.heartbeat.interval)
+}
+
+function originMatcher (allowed: AllowedOrigins | undefined): ((origin: string) => boolean) | undefined {
+  if (allowed === undefined) return undefined
+  if (typeof allowed === 'function') return allowed
+  const rules = Array.isArray(allowed) ? allowed : [allowed]
+  const exact = new Set<string>()
+  const patterns: RegExp[] = []
+  for (const rule of rules as unknown[]) {
+    if (typeof rule === 'string') exact.add(rule.toLowerCase())
+    else if (rule instanceof RegExp) patterns.push(rule)
+    else throw new WssInvalidOptionError('allowedOrigins', `takes origin strings, RegExps or a function, got ${describe(rule)}`)
+  }
+  return (origin) => exact.has(origin.toLowerCase()) || patterns.some((pattern) => {
+    pattern.lastIndex = 0 // a /g or /y RegExp keeps state between tests
+    return pattern.test(origin)
+  })
+}

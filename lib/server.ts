@@ -1,0 +1,244 @@
+import type { Duplex } from 'node:stream'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { WebSocketServer as WsServer, type WebSocket } from 'ws'
+import type { DataType } from './codec.js'
+import { WebSocketConnection } from './connection.js'
+import {
+  ErrCode,
+  WssConnectionRefusedError,
+  WssInvalidConnectionHandlerError,
+  WssNotWebSocketError,
+  WssOriginNotAllowedError,
+  WssUnavailableError,
+  errorEntry,
+  invoke,
+  toError,
+  type ErrorSink
+} from './errors.js'
+import type { ResolvedOptions } from './options.js'
+import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
+
+/** The lifecycle of a server, one state at a time. */
+const State = { Registered: 0, Open: 1, Terminating: 2, Terminated: 3 } as const
+type State = typeof State[keyof typeof State]
+
+/**
+ * The WebSocket server of a Fastify context: `fastify.wss`.
+ */
+export class WebSocketServer<D extends DataType = DataType> {
+  readonly #handler: WSSHandler<D>
+  readonly #dataType: D
+  readonly #path: string | undefined
+  readonly #connections = new Set<WebSocketConnection<D>>()
+  readonly #ws: WsServer
+  readonly #heartbeatInterval: number
+  readonly #maxConnections: number
+  readonly #originAllowed: ((origin: string) => boolean) | undefined
+  #state: State = State.Registered
+  /** Handshakes past the limit check and not yet upgraded or refused. */
+  #handshakes = 0
+  /** Connections whose onTerminate has not yet finished. */
+  #unfinished = 0
+  #whenFinished: (() => void) | undefined
+  #terminating: Promise<void> | undefined
+  #heartbeat: NodeJS.Timeout | undefined
+  /** @internal */
+  readonly _log: FastifyBaseLogger
+  /** @internal */
+  readonly _maxPendingMessages: number
+  /** @internal */
+  readonly _maxBackpressure: number
+  /** @internal Where a throw inside an onError callback goes: the log, and no further. */
+  readonly _onErrorFailed: ErrorSink
+
+  /** @internal */
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger) {
+    this.#handler = options.handler
+    this.#dataType = options.dataType
+    this.#path = options.path
+    this.#heartbeatInterval = options.heartbeatInterval
+    this.#maxConnections = options.maxConnections
+    this.#originAllowed = options.originAllowed
+    this._maxPendingMessages = options.maxPendingMessages
+    this._maxBackpressure = options.maxBackpressure
+    this._log = log
+    this._onErrorFailed = {
+      _fail: (_errCode, err) => log.error({ err }, 'fastify-wss: an onError callback failed')
+    }
+    this.#ws = new WsServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxPayload,
+      perMessageDeflate: options.perMessageDeflate,
+      closeTimeout: options.closeTimeout
+    } as ConstructorParameters<typeof WsServer>[0])
+  }
+
+  /** The current connections (`Connected` or `Closing`): a new array on each read. */
+  get connections (): Array<WebSocketConnection<D>> {
+    return Array.from(this.#connections)
+  }
+
+  get dataType (): D { return this.#dataType }
+  get handler (): WSSHandler<D> { return this.#handler }
+  /** The route pattern; `undefined` for the catch-all server. */
+  get path (): string | undefined { return this.#path }
+  /** `true` once `terminate()` was called or the app closed. */
+  get terminated (): boolean { return this.#state >= State.Terminating }
+
+  /**
+   * Closes the server: new upgrades get 503, every connection is closed with
+   * 1001 and gets its onTerminate, then the handler's onTerminate runs.
+   * Resolves after all of that; never rejects; idempotent.
+   */
+  terminate (): Promise<void> {
+    this.#terminating ??= this.#terminate()
+    return this.#terminating
+  }
+
+  async #terminate (): Promise<void> {
+    this.#state = State.Terminating
+    clearInterval(this.#heartbeat)
+    for (const connection of this.#connections) connection._goAway()
+    if (this.#unfinished !== 0) {
+      await new Promise<void>((resolve) => { this.#whenFinished = resolve })
+    }
+    await invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED)
+    this.#ws.close()
+    this.#state = State.Terminated
+  }
+
+  /** @internal The Fastify instance is ready: start the heartbeat, run onOpen. */
+  async _start (): Promise<void> {
+    if (this.#state !== State.Registered) return
+    this.#state = State.Open
+    if (this.#heartbeatInterval !== 0) {
+      this.#heartbeat = setInterval(() => {
+        for (const connection of this.#connections) connection._heartbeat()
+      }, this.#heartbeatInterval).unref()
+    }
+    await invoke(this.#handler, this.#handler.onOpen, this, { type: 'open' }, this, ErrCode.SERVER_OPEN_FAILED)
+  }
+
+  /**
+   * @internal Admission of an upgrade request, before the 101: limits, origin,
+   * onConnection, then the upgrade. A refusal is thrown with its HTTP status.
+   */
+  async _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.#state !== State.Open) throw new WssUnavailableError('is terminated')
+    if (this.#connections.size + this.#handshakes >= this.#maxConnections) {
+      throw new WssUnavailableError('has reached maxConnections')
+    }
+    const origin = request.headers.origin
+    if (origin !== undefined && this.#originAllowed !== undefined && !this.#originAllowed(origin)) {
+      throw new WssOriginNotAllowedError(origin)
+    }
+    if (String(request.headers.upgrade).toLowerCase() !== 'websocket') throw new WssNotWebSocketError()
+    const connectionRequest = buildRequest(request)
+    this.#handshakes++
+    try {
+      let handler: ConnectionHandler<D> | null | undefined
+      try {
+        handler = await this.#handler.onConnection(this, { type: 'connection', request: connectionRequest })
+      } catch (err) {
+        throw this.#refusal(err, reply)
+      }
+      if (handler === null || handler === undefined) throw new WssConnectionRefusedError()
+      if (typeof handler.onMessage !== 'function') {
+        const error = new WssInvalidConnectionHandlerError()
+        this._fail(ErrCode.INVALID_CONNECTION_HANDLER, error)
+        throw error
+      }
+      if (this.#state !== State.Open) throw new WssUnavailableError('is terminated')
+      reply.hijack()
+      const accepted = handler
+      this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
+        // The HTTP response object is no longer needed once the socket is upgraded.
+        if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
+        this.#accept(ws, accepted, connectionRequest)
+      })
+    } finally {
+      this.#handshakes--
+    }
+  }
+
+  /** The error onConnection threw, with the reply's status set from it; 5xx also go to onError. */
+  #refusal (thrown: unknown, reply: FastifyReply): Error {
+    const error = toError(thrown)
+    const { statusCode, status } = error as { statusCode?: unknown, status?: unknown }
+    const code = isErrorStatus(statusCode) ? statusCode : isErrorStatus(status) ? status : 500
+    if (code >= 500) this._fail(ErrCode.CONNECTION_FAILED, error)
+    reply.code(code)
+    return error
+  }
+
+  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest): void {
+    const connection = new WebSocketConnection<D>(this, socket, handler, request)
+    this.#connections.add(connection)
+    this.#unfinished++
+    connection._open()
+  }
+
+  /** @internal A connection is Closed: it leaves `connections` and frees its slot. */
+  _remove (connection: WebSocketConnection<D>): void {
+    this.#connections.delete(connection)
+  }
+
+  /** @internal A connection's onTerminate has finished. */
+  _finished (): void {
+    if (--this.#unfinished === 0 && this.#whenFinished !== undefined) this.#whenFinished()
+  }
+
+  /** @internal An error of the server itself. */
+  _fail (errCode: number, error: unknown): void {
+    this._report({ type: 'error', errors: [errorEntry(errCode, toError(error))] })
+  }
+
+  /** @internal Sends an error event to the handler's onError, else to the log. */
+  _report (event: ServerErrorEvent<D>, connection?: WebSocketConnection<D>): void {
+    if (connection !== undefined) event.connection = connection
+    const handler = this.#handler
+    if (typeof handler.onError === 'function') {
+      invoke(handler, handler.onError, this, event, this._onErrorFailed, 0)
+      return
+    }
+    const [entry] = event.errors
+    this._log.error({ err: entry.error, errCode: entry.errCode, connectionId: connection?.id }, `fastify-wss: ${entry.message}`)
+  }
+}
+
+function isErrorStatus (value: unknown): value is number {
+  return typeof value === 'number' && value >= 400 && value <= 599
+}
+
+/** The §3 request object: headers (repeated ones as arrays), query, url, remoteAddress, params. */
+function buildRequest (request: FastifyRequest): ConnectionRequest {
+  return {
+    headers: collectHeaders(request),
+    query: request.query as ConnectionRequest['query'],
+    url: request.originalUrl,
+    remoteAddress: request.ip,
+    params: request.params as ConnectionRequest['params']
+  }
+}
+
+function collectHeaders (request: FastifyRequest): ConnectionRequest['headers'] {
+  const headers: ConnectionRequest['headers'] = Object.create(null)
+  const raw = request.raw.rawHeaders
+  if (raw === undefined) {
+    // app.injectWS builds a request without rawHeaders
+    for (const [name, value] of Object.entries(request.raw.headers)) {
+      headers[name.toLowerCase()] = Array.isArray(value) ? value : String(value)
+    }
+    return headers
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase()
+    const value = raw[i + 1]
+    const previous = headers[name]
+    if (previous === undefined) headers[name] = value
+    else if (typeof previous === 'string') headers[name] = [previous, value]
+    else previous.push(value)
+  }
+  return headers
+}
