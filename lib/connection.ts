@@ -170,6 +170,11 @@ export class WebSocketConnection<D extends DataType = DataType> {
     socket.ping()
   }
 
+  /** @internal Messages waiting for onMessage, and whether reading is paused: for tests. */
+  get _inbound (): { queued: number, paused: boolean } {
+    return { queued: this.#queue.length, paused: this.#paused }
+  }
+
   /** @internal */
   _receive (data: Buffer): void {
     const queue = this.#queue
