@@ -20,7 +20,7 @@ import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler
 
 /** The lifecycle of a server, one state at a time. */
 const State = { Registered: 0, Open: 1, Terminating: 2, Terminated: 3 } as const
-type State = typeof State[keyof typeof State]
+type Lifecycle = typeof State[keyof typeof State]
 
 /**
  * The WebSocket server of a Fastify context: `fastify.wss`.
@@ -34,7 +34,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly #heartbeatInterval: number
   readonly #maxConnections: number
   readonly #originAllowed: ((origin: string) => boolean) | undefined
-  #state: State = State.Registered
+  #state: Lifecycle = State.Registered
   /** Handshakes past the limit check and not yet upgraded or refused. */
   #handshakes = 0
   /** Connections whose onTerminate has not yet finished. */
