@@ -46,3 +46,43 @@ export function encode (dataType: DataType, message: unknown): Payload {
   if (json === undefined) throw new WssNotSerializableError(`${typeof message} has no JSON form`)
   return json
 }
+
+/** A message framed once, to be written as is to any number of server sockets. */
+export interface Frame {
+  /** The frame: its header, then the payload when there is one. */
+  list: Buffer[]
+  /** The payload, for a socket that cannot take a ready frame. */
+  payload: Buffer
+  binary: boolean
+}
+
+/**
+ * Frames a payload as an unmasked, uncompressed, final server frame
+ * (RFC 6455 §5.2): text for a string, binary for bytes. Valid on every
+ * connection, with or without permessage-deflate.
+ */
+export function frame (data: Payload): Frame {
+  const binary = typeof data !== 'string'
+  const payload = typeof data === 'string'
+    ? Buffer.from(data)
+    : Buffer.isBuffer(data)
+      ? data
+      : data instanceof ArrayBuffer
+        ? Buffer.from(data)
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  const length = payload.length
+  const size = length < 126 ? 2 : length < 65536 ? 4 : 10
+  const header = Buffer.allocUnsafe(size)
+  header[0] = binary ? 0x82 : 0x81
+  if (size === 2) {
+    header[1] = length
+  } else if (size === 4) {
+    header[1] = 126
+    header.writeUInt16BE(length, 2)
+  } else {
+    header[1] = 127
+    header.writeUInt32BE(0, 2)
+    header.writeUInt32BE(length, 6)
+  }
+  return { list: length === 0 ? [header] : [header, payload], payload, binary }
+}

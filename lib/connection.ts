@@ -1,9 +1,10 @@
 import type { WebSocket } from 'ws'
-import { decode, encode, type DataType } from './codec.js'
+import { decode, encode, type DataType, type Frame } from './codec.js'
 import {
   ErrCode,
   WssCloseMessageTooLongError,
   WssInvalidCloseCodeError,
+  WssInvalidTopicError,
   errorEntry,
   invoke,
   toError
@@ -29,6 +30,11 @@ const CLOSING = 2
 const kConnection = Symbol('fastify-wss.connection')
 type Socket = WebSocket & { [kConnection]: WebSocketConnection<DataType> }
 type Listener = (this: WebSocket, ...args: any[]) => void
+/** The part of ws's (internal) Sender that writes a ready frame. */
+interface WsSender {
+  _state: number
+  sendFrame (list: Buffer[], cb?: () => void): void
+}
 
 let lastId = 0
 
@@ -52,6 +58,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** Set when the socket has closed; onTerminate runs once the queue is empty. */
   #closeEvent: TerminateEvent | undefined
   #ended = false
+  #topics: Set<string> | undefined
   /** @internal Whether the peer answered the last ping. */
   _alive = true
 
@@ -98,17 +105,36 @@ export class WebSocketConnection<D extends DataType = DataType> {
    */
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    return this._write(encode(this.#wss.dataType, message))
+    this.#socket.send(encode(this.#wss.dataType, message), this.#afterWrite())
+    return this.#checkBackpressure()
   }
 
-  /** @internal Writes an encoded payload (or a frame list from `ws`) to an open socket. */
-  _write (payload: Parameters<WebSocket['send']>[0]): boolean {
+  /**
+   * @internal Writes a frame made once for many sockets (broadcast, publish).
+   * When ws's sender is busy (compressing, say), the payload is queued
+   * behind what it holds instead, so the order of messages is kept.
+   */
+  _writeFrame (frame: Frame): boolean {
     const socket = this.#socket
-    if (this.#handler.onDrain === undefined) {
-      socket.send(payload)
+    if (socket.readyState !== OPEN) return false
+    const sender = (socket as unknown as { _sender: WsSender })._sender
+    if (sender._state === 0) {
+      sender.sendFrame(frame.list, this.#afterWrite())
     } else {
-      socket.send(payload, this.#onWritten ??= () => this.#checkDrain())
+      socket.send(frame.payload, { binary: frame.binary, compress: false }, this.#afterWrite())
     }
+    return this.#checkBackpressure()
+  }
+
+  /** The write callback: only needed to notice the drain, when there is an onDrain. */
+  #afterWrite (): (() => void) | undefined {
+    if (this.#handler.onDrain === undefined) return undefined
+    return (this.#onWritten ??= () => this.#checkDrain())
+  }
+
+  /** Drops the connection past maxBackpressure; notes when it went above half of it. */
+  #checkBackpressure (): boolean {
+    const socket = this.#socket
     const buffered = socket.bufferedAmount
     const max = this.#wss._maxBackpressure
     if (buffered > max) {
@@ -126,6 +152,38 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#draining = false
       invoke(this.#handler, this.#handler.onDrain, this, { type: 'drain' }, this, ErrCode.DRAIN_FAILED)
     }
+  }
+
+  /** The topics this connection is subscribed to: a new array on each read. */
+  get topics (): string[] {
+    return this.#topics === undefined ? [] : Array.from(this.#topics)
+  }
+
+  /**
+   * Subscribes to `topic`, so that `wss.publish(topic, ...)` reaches this
+   * connection. Returns `false` when it was already subscribed, or is not
+   * `Connected`. A connection leaves all its topics when it closes.
+   * @throws TypeError (`FST_WSS_INVALID_TOPIC`) when `topic` is not a non-empty string.
+   */
+  subscribe (topic: string): boolean {
+    checkTopic(topic)
+    if (this.#socket.readyState !== OPEN) return false
+    this.#topics ??= new Set()
+    if (this.#topics.has(topic)) return false
+    this.#topics.add(topic)
+    this.#wss._subscribe(topic, this)
+    return true
+  }
+
+  /**
+   * Unsubscribes from `topic`. Returns `false` when it was not subscribed.
+   * @throws TypeError (`FST_WSS_INVALID_TOPIC`) when `topic` is not a non-empty string.
+   */
+  unsubscribe (topic: string): boolean {
+    checkTopic(topic)
+    if (this.#topics === undefined || !this.#topics.delete(topic)) return false
+    this.#wss._unsubscribe(topic, this)
+    return true
   }
 
   /**
@@ -222,6 +280,10 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** @internal The socket has closed (ws's 'close'). */
   _closed (code: number, reason: Buffer): void {
     this.#closeEvent = { type: 'terminate', code, reason: reason.length === 0 ? undefined : reason.toString() }
+    if (this.#topics !== undefined) {
+      for (const topic of this.#topics) this.#wss._unsubscribe(topic, this)
+      this.#topics = undefined
+    }
     this.#wss._remove(this)
     if (!this.#busy && this.#queue.length === 0) this.#end()
   }
@@ -245,6 +307,11 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#wss._report(event, this)
     }
   }
+}
+
+/** @internal */
+export function checkTopic (topic: unknown): void {
+  if (typeof topic !== 'string' || topic.length === 0) throw new WssInvalidTopicError(typeof topic === 'string' ? '""' : typeof topic)
 }
 
 function onSocketMessage (this: Socket, data: Buffer): void {

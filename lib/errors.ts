@@ -77,6 +77,9 @@ export const WssInvalidCloseCodeError = createError<[unknown]>(
 export const WssCloseMessageTooLongError = createError<[number]>(
   'FST_WSS_CLOSE_MESSAGE_TOO_LONG', 'The close message must be a string of at most 123 UTF-8 bytes, got %s bytes', 500, RangeError)
 
+export const WssInvalidTopicError = createError<[string]>(
+  'FST_WSS_INVALID_TOPIC', 'A topic must be a non-empty string, got %s', 500, TypeError)
+
 /** Makes an `Error` of anything thrown, keeping an `Error` as it is. */
 export function toError (value: unknown): Error {
   return value instanceof Error ? value : new WssCallbackError(String(value), { cause: value })

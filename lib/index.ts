@@ -82,7 +82,7 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
 export const wssPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-wss' })
 export default wssPlugin
 
-export { WebSocketServer } from './server.js'
+export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
 export { defaults, type WssPluginOptions, type AllowedOrigins } from './options.js'
 export type { DataType, MessageData } from './codec.js'
@@ -101,6 +101,7 @@ export {
   WssNotSerializableError,
   WssInvalidCloseCodeError,
   WssCloseMessageTooLongError,
+  WssInvalidTopicError,
   type WssErrorEntry
 } from './errors.js'
 export type {

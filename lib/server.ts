@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { WebSocketServer as WsServer, type WebSocket } from 'ws'
-import type { DataType } from './codec.js'
-import { WebSocketConnection } from './connection.js'
+import { encode, frame, type DataType } from './codec.js'
+import { WebSocketConnection, checkTopic } from './connection.js'
 import {
   ErrCode,
   WssConnectionRefusedError,
@@ -18,6 +18,12 @@ import {
 import type { ResolvedOptions } from './options.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
 
+/** Options of `broadcast` and `publish`. */
+export interface SendOptions<D extends DataType = DataType> {
+  /** A connection, or a connection id, not to send to. */
+  except?: WebSocketConnection<D> | number
+}
+
 /** The lifecycle of a server, one state at a time. */
 const State = { Registered: 0, Open: 1, Terminating: 2, Terminated: 3 } as const
 type Lifecycle = typeof State[keyof typeof State]
@@ -30,6 +36,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly #dataType: D
   readonly #path: string | undefined
   readonly #connections = new Set<WebSocketConnection<D>>()
+  /** The local subscribers of each topic that has some. */
+  readonly #topics = new Map<string, Set<WebSocketConnection<D>>>()
   readonly #ws: WsServer
   readonly #heartbeatInterval: number
   readonly #maxConnections: number
@@ -85,6 +93,56 @@ export class WebSocketServer<D extends DataType = DataType> {
   get path (): string | undefined { return this.#path }
   /** `true` once `terminate()` was called or the app closed. */
   get terminated (): boolean { return this.#state >= State.Terminating }
+
+  /**
+   * Sends `message` to every `Connected` connection but `except` (a
+   * connection or an id). The message is encoded and framed once for all.
+   * Returns the number of connections it was sent to.
+   * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
+   */
+  broadcast (message: unknown, options?: SendOptions<D>): number {
+    return this.#fanOut(this.#connections, message, options?.except)
+  }
+
+  /**
+   * Sends `message` to the `Connected` subscribers of `topic` but `except`.
+   * Returns the number of connections it was sent to; a topic without
+   * subscribers costs nothing.
+   * @throws TypeError (`FST_WSS_INVALID_TOPIC`, `FST_WSS_NOT_SERIALIZABLE`).
+   */
+  publish (topic: string, message: unknown, options?: SendOptions<D>): number {
+    checkTopic(topic)
+    const subscribers = this.#topics.get(topic)
+    if (subscribers === undefined) {
+      encode(this.#dataType, message) // the same errors with or without subscribers
+      return 0
+    }
+    return this.#fanOut(subscribers, message, options?.except)
+  }
+
+  #fanOut (recipients: Iterable<WebSocketConnection<D>>, message: unknown, except: WebSocketConnection<D> | number | undefined): number {
+    const framed = frame(encode(this.#dataType, message))
+    let count = 0
+    for (const connection of recipients) {
+      if (connection === except || connection.id === except) continue
+      if (connection._writeFrame(framed)) count++
+    }
+    return count
+  }
+
+  /** @internal */
+  _subscribe (topic: string, connection: WebSocketConnection<D>): void {
+    const subscribers = this.#topics.get(topic)
+    if (subscribers === undefined) this.#topics.set(topic, new Set([connection]))
+    else subscribers.add(connection)
+  }
+
+  /** @internal */
+  _unsubscribe (topic: string, connection: WebSocketConnection<D>): void {
+    const subscribers = this.#topics.get(topic) as Set<WebSocketConnection<D>>
+    subscribers.delete(connection)
+    if (subscribers.size === 0) this.#topics.delete(topic)
+  }
 
   /**
    * Closes the server: new upgrades get 503, every connection is closed with
