@@ -22,6 +22,14 @@ function recorder (extra: Partial<WssPluginOptions<any>> = {}): { options: WssPl
   }
 }
 
+function thrown (fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+}
+
 async function clients (test: typeof t, url: string, count: number): Promise<WebSocket[]> {
   const list: WebSocket[] = []
   for (let i = 0; i < count; i++) list.push(await connect(test, url))
@@ -142,7 +150,7 @@ t.test('subscribe, unsubscribe and topics track the topics of a connection', asy
   t.same(ws.topics, ['sport'])
   for (const bad of ['', 3, undefined]) {
     t.throws(() => ws.subscribe(bad as string), { code: 'FST_WSS_INVALID_TOPIC' })
-    t.throws(() => ws.subscribe(bad as string), TypeError)
+    t.ok(thrown(() => ws.subscribe(bad as string)) instanceof TypeError)
     t.throws(() => ws.unsubscribe(bad as string), { code: 'FST_WSS_INVALID_TOPIC' })
   }
 })
