@@ -58,11 +58,11 @@ export interface Frame {
 
 /**
  * Frames a payload as an unmasked, uncompressed, final server frame
- * (RFC 6455 §5.2): text for a string, binary for bytes. Valid on every
+ * (RFC 6455 §5.2): text for a string, binary for bytes unless `binary` is
+ * false (bytes that already hold UTF-8 text). Valid on every
  * connection, with or without permessage-deflate.
  */
-export function frame (data: Payload): Frame {
-  const binary = typeof data !== 'string'
+export function frame (data: Payload, binary = typeof data !== 'string'): Frame {
   const payload = typeof data === 'string'
     ? Buffer.from(data)
     : Buffer.isBuffer(data)

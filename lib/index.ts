@@ -86,6 +86,7 @@ export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
 export { defaults, type WssPluginOptions, type AllowedOrigins } from './options.js'
 export type { DataType, MessageData } from './codec.js'
+export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {
   ErrCode,
   componentSignature,

@@ -1,4 +1,5 @@
 import type { PerMessageDeflateOptions } from 'ws'
+import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
 import { WssInvalidOptionError } from './errors.js'
 import type { WSSHandler } from './types.js'
@@ -30,6 +31,8 @@ export interface WssPluginOptions<D extends DataType = DataType> {
   allowedOrigins?: AllowedOrigins
   /** permessage-deflate, as `ws` takes it. Default off. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /** A cluster adapter (`redisAdapter(...)` from `fastify-wss/redis`): broadcast and publish reach every node. Default: none, all local. */
+  adapter?: WssAdapter
 }
 
 /** The defaults of every option past `handler`. */
@@ -57,6 +60,7 @@ export interface ResolvedOptions<D extends DataType> {
   closeTimeout: number
   originAllowed: ((origin: string) => boolean) | undefined
   perMessageDeflate: boolean | PerMessageDeflateOptions
+  adapter: WssAdapter | undefined
 }
 
 function positiveInteger (name: string, value: unknown, fallback: number): number {
@@ -95,7 +99,16 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
   if (typeof perMessageDeflate !== 'boolean' && (perMessageDeflate === null || typeof perMessageDeflate !== 'object')) {
     throw new WssInvalidOptionError('perMessageDeflate', `must be a boolean or an object of ws options, got ${describe(perMessageDeflate)}`)
   }
+  const { adapter } = opts
+  if (adapter !== undefined) {
+    for (const method of ['open', 'publish', 'subscribe', 'unsubscribe', 'close'] as const) {
+      if (typeof adapter?.[method] !== 'function') {
+        throw new WssInvalidOptionError('adapter', `must be a cluster adapter with a ${method} method`)
+      }
+    }
+  }
   return {
+    adapter,
     handler,
     path,
     dataType,

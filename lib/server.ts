@@ -1,7 +1,8 @@
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { WebSocketServer as WsServer, type WebSocket } from 'ws'
-import { encode, frame, type DataType } from './codec.js'
+import type { AdapterNode, ClusterMessage, WssAdapter } from './adapter.js'
+import { encode, frame, type DataType, type Frame } from './codec.js'
 import { WebSocketConnection, checkTopic } from './connection.js'
 import {
   ErrCode,
@@ -50,6 +51,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   #whenFinished: (() => void) | undefined
   #terminating: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
+  readonly #adapter: WssAdapter | undefined
   /** @internal */
   readonly _log: FastifyBaseLogger
   /** @internal */
@@ -67,6 +69,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     this.#heartbeatInterval = options.heartbeatInterval
     this.#maxConnections = options.maxConnections
     this.#originAllowed = options.originAllowed
+    this.#adapter = options.adapter
     this._maxPendingMessages = options.maxPendingMessages
     this._maxBackpressure = options.maxBackpressure
     this._log = log
@@ -101,27 +104,28 @@ export class WebSocketServer<D extends DataType = DataType> {
    * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
    */
   broadcast (message: unknown, options?: SendOptions<D>): number {
-    return this.#fanOut(this.#connections, message, options?.except)
+    const framed = frame(encode(this.#dataType, message))
+    this.#toCluster(undefined, framed)
+    return this.#fanOut(this.#connections, framed, options?.except)
   }
 
   /**
    * Sends `message` to the `Connected` subscribers of `topic` but `except`.
-   * Returns the number of connections it was sent to; a topic without
-   * subscribers costs nothing.
+   * Returns the number of local connections it was sent to; a topic without
+   * subscribers costs nothing per connection.
    * @throws TypeError (`FST_WSS_INVALID_TOPIC`, `FST_WSS_NOT_SERIALIZABLE`).
    */
   publish (topic: string, message: unknown, options?: SendOptions<D>): number {
     checkTopic(topic)
+    const payload = encode(this.#dataType, message)
     const subscribers = this.#topics.get(topic)
-    if (subscribers === undefined) {
-      encode(this.#dataType, message) // the same errors with or without subscribers
-      return 0
-    }
-    return this.#fanOut(subscribers, message, options?.except)
+    if (subscribers === undefined && this.#adapter === undefined) return 0
+    const framed = frame(payload)
+    this.#toCluster(topic, framed)
+    return subscribers === undefined ? 0 : this.#fanOut(subscribers, framed, options?.except)
   }
 
-  #fanOut (recipients: Iterable<WebSocketConnection<D>>, message: unknown, except: WebSocketConnection<D> | number | undefined): number {
-    const framed = frame(encode(this.#dataType, message))
+  #fanOut (recipients: Iterable<WebSocketConnection<D>>, framed: Frame, except: WebSocketConnection<D> | number | undefined): number {
     let count = 0
     for (const connection of recipients) {
       if (connection === except || connection.id === except) continue
@@ -130,18 +134,40 @@ export class WebSocketServer<D extends DataType = DataType> {
     return count
   }
 
+  #toCluster (topic: string | undefined, framed: Frame): void {
+    const adapter = this.#adapter
+    if (adapter === undefined) return
+    invoke(adapter, adapter.publish, { topic, payload: framed.payload, binary: framed.binary }, undefined, this, ErrCode.ADAPTER_FAILED)
+  }
+
+  /** A message another node published: to the local connections (all, or the topic's subscribers). */
+  #fromCluster (message: ClusterMessage): void {
+    const recipients = message.topic === undefined ? this.#connections : this.#topics.get(message.topic)
+    if (recipients === undefined) return
+    const framed = frame(message.payload, message.binary)
+    this.#fanOut(recipients, framed, undefined)
+  }
+
   /** @internal */
   _subscribe (topic: string, connection: WebSocketConnection<D>): void {
     const subscribers = this.#topics.get(topic)
-    if (subscribers === undefined) this.#topics.set(topic, new Set([connection]))
-    else subscribers.add(connection)
+    if (subscribers !== undefined) {
+      subscribers.add(connection)
+      return
+    }
+    this.#topics.set(topic, new Set([connection]))
+    const adapter = this.#adapter
+    if (adapter !== undefined) invoke(adapter, adapter.subscribe, topic, undefined, this, ErrCode.ADAPTER_FAILED)
   }
 
   /** @internal */
   _unsubscribe (topic: string, connection: WebSocketConnection<D>): void {
     const subscribers = this.#topics.get(topic) as Set<WebSocketConnection<D>>
     subscribers.delete(connection)
-    if (subscribers.size === 0) this.#topics.delete(topic)
+    if (subscribers.size !== 0) return
+    this.#topics.delete(topic)
+    const adapter = this.#adapter
+    if (adapter !== undefined) invoke(adapter, adapter.unsubscribe, topic, undefined, this, ErrCode.ADAPTER_FAILED)
   }
 
   /**
@@ -161,6 +187,8 @@ export class WebSocketServer<D extends DataType = DataType> {
     if (this.#unfinished !== 0) {
       await new Promise<void>((resolve) => { this.#whenFinished = resolve })
     }
+    const adapter = this.#adapter
+    if (adapter !== undefined) await invoke(adapter, adapter.close, undefined, undefined, this, ErrCode.ADAPTER_FAILED)
     await invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED)
     this.#ws.close()
     this.#state = State.Terminated
@@ -174,6 +202,14 @@ export class WebSocketServer<D extends DataType = DataType> {
       this.#heartbeat = setInterval(() => {
         for (const connection of this.#connections) connection._heartbeat()
       }, this.#heartbeatInterval).unref()
+    }
+    const adapter = this.#adapter
+    if (adapter !== undefined) {
+      const node: AdapterNode = {
+        deliver: (message) => this.#fromCluster(message),
+        fail: (error) => this._fail(ErrCode.ADAPTER_FAILED, error)
+      }
+      await invoke(adapter, adapter.open, node, undefined, this, ErrCode.ADAPTER_FAILED)
     }
     await invoke(this.#handler, this.#handler.onOpen, this, { type: 'open' }, this, ErrCode.SERVER_OPEN_FAILED)
   }
