@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import { decode, encode, type DataType, type Frame } from './codec.js'
 import {
@@ -38,6 +39,15 @@ interface WsSender {
 
 let lastId = 0
 
+/** The sockets `_writeFrame` corked in this tick, uncorked together at its end. */
+let corked: Duplex[] = []
+
+function uncorkAll (): void {
+  const sockets = corked
+  corked = []
+  for (const tcp of sockets) tcp.uncork()
+}
+
 /**
  * One client connection. Created by the plugin when `onConnection` returns a
  * connection handler; given to every callback of that handler.
@@ -57,7 +67,6 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #onWritten: (() => void) | undefined
   /** Set when the socket has closed; onTerminate runs once the queue is empty. */
   #closeEvent: TerminateEvent | undefined
-  #ended = false
   #topics: Set<string> | undefined
   /** @internal Whether the peer answered the last ping. */
   _alive = true
@@ -113,11 +122,17 @@ export class WebSocketConnection<D extends DataType = DataType> {
    * @internal Writes a frame made once for many sockets (broadcast, publish).
    * When ws's sender is busy (compressing, say), the payload is queued
    * behind what it holds instead, so the order of messages is kept.
+   * The TCP socket is corked until the end of the tick, so that a burst of
+   * broadcasts leaves in one write per socket rather than one per message.
    */
   _writeFrame (frame: Frame): boolean {
     const socket = this.#socket
     if (socket.readyState !== OPEN) return false
-    const sender = (socket as unknown as { _sender: WsSender })._sender
+    const { _sender: sender, _socket: tcp } = socket as unknown as { _sender: WsSender, _socket: Duplex }
+    if (!tcp.writableCorked) {
+      tcp.cork()
+      if (corked.push(tcp) === 1) process.nextTick(uncorkAll)
+    }
     if (sender._state === 0) {
       sender.sendFrame(frame.list, this.#afterWrite())
     } else {
@@ -288,9 +303,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (!this.#busy && this.#queue.length === 0) this.#end()
   }
 
+  /** Runs once: from _closed when nothing is pending, else after the last pending callback settled. */
   #end (): void {
-    if (this.#ended) return
-    this.#ended = true
     const handler = this.#handler
     const pending = invoke(handler, handler.onTerminate, this, this.#closeEvent, this, ErrCode.TERMINATE_FAILED)
     if (pending === undefined) this.#wss._finished()
@@ -323,7 +337,8 @@ function onSocketClose (this: Socket, code: number, reason: Buffer): void {
 }
 
 function onSocketError (this: Socket, err: Error & { code?: unknown }): void {
-  const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+  // over maxPayload, or a frame length past 2^53 - 1 (larger than any maxPayload): both close with 1009
+  const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || err.code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH'
     ? ErrCode.MESSAGE_TOO_BIG
     : typeof err.code === 'string' && err.code.startsWith('WS_ERR_') ? ErrCode.PROTOCOL_ERROR : ErrCode.SOCKET_ERROR
   this[kConnection]._fail(code, err)

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import wssPlugin, { type WssPluginOptions } from '../../lib/index.js'
 
@@ -10,8 +10,6 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
     t.fail(`${event}: ${(err as Error)?.stack ?? String(err)}`)
   })
 }
-
-type Test = typeof t
 
 export interface Started {
   app: FastifyInstance
@@ -33,11 +31,23 @@ export async function listen (app: FastifyInstance): Promise<string> {
   return `ws://127.0.0.1:${address.port}`
 }
 
-/** Opens a client and waits for the handshake; terminated at the end of the test. */
+/** Messages that reached a client before `connect` returned it, kept for `messages`. */
+const early = new WeakMap<WebSocket, Buffer[]>()
+
+/**
+ * Opens a client and waits for the handshake; terminated at the end of the
+ * test. Messages that arrive with the handshake (sent from onOpen) are kept
+ * for the first `messages()` call on this client.
+ */
 export async function connect (test: Test, url: string, options?: WebSocket.ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(url, options)
   test.teardown(() => ws.terminate())
+  const kept: Buffer[] = []
+  const keep = (data: Buffer): void => { kept.push(data) }
+  ws.on('message', keep)
   await once(ws, 'open')
+  ws.off('message', keep)
+  if (kept.length !== 0) early.set(ws, kept)
   return ws
 }
 
@@ -58,7 +68,12 @@ export async function refusal (url: string, options?: WebSocket.ClientOptions): 
 
 /** Collects the next `count` messages of a client, as strings. */
 export async function messages (ws: WebSocket, count: number): Promise<string[]> {
-  const received: string[] = []
+  const received: string[] = (early.get(ws) ?? []).map(String)
+  early.delete(ws)
+  if (received.length >= count) {
+    early.set(ws, received.splice(count).map((text) => Buffer.from(text)))
+    return received
+  }
   return await new Promise((resolve) => {
     const onMessage = (data: Buffer): void => {
       received.push(data.toString())
