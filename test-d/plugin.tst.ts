@@ -1,0 +1,177 @@
+// The types a user gets from `import wssPlugin from 'fastify-wss'`: they are
+// checked against the declarations that ship (dist/, through the "exports"
+// map), so `npm run build` must run first.
+import Fastify, { type FastifyPluginAsync } from 'fastify'
+import { describe, expect, test } from 'tstyche'
+// @fastify/websocket types injectWS with the CommonJS declaration of ws
+import type WebSocket from 'ws' with { 'resolution-mode': 'require' }
+import wssPlugin, {
+  ErrCode,
+  WebSocketConnection,
+  WebSocketServer,
+  WssCloseMessageTooLongError,
+  WssInvalidCloseCodeError,
+  WssInvalidOptionError,
+  componentSignature,
+  defaults,
+  wssPlugin as namedPlugin,
+  type ConnectionHandler,
+  type ConnectionRequest,
+  type DataType,
+  type MessageData,
+  type WSSHandler,
+  type WssErrorEntry,
+  type WssPluginOptions
+} from 'fastify-wss'
+import { redisAdapter } from 'fastify-wss/redis'
+
+const app = Fastify()
+
+const echo: WSSHandler = {
+  onConnection () {
+    return { onMessage (ws, event) { ws.send(event.data) } }
+  }
+}
+
+describe('the package', () => {
+  test('exports the plugin as the default export and as wssPlugin', () => {
+    expect(wssPlugin).type.toBe(namedPlugin)
+    expect(wssPlugin).type.toBeAssignableTo<FastifyPluginAsync<WssPluginOptions>>()
+  })
+
+  test('exports the two classes', () => {
+    expect<InstanceType<typeof WebSocketServer<'text'>>>().type.toBe<WebSocketServer<'text'>>()
+    expect<InstanceType<typeof WebSocketConnection<'blob'>>>().type.toBe<WebSocketConnection<'blob'>>()
+  })
+
+  test('DataType is the three data types', () => {
+    expect<DataType>().type.toBe<'text' | 'blob' | 'object'>()
+  })
+
+  test('MessageData maps each data type to what onMessage receives', () => {
+    expect<MessageData<'text'>>().type.toBe<string>()
+    expect<MessageData<'blob'>>().type.toBe<Buffer>()
+    expect<MessageData<'object'>>().type.toBe<unknown>()
+  })
+
+  test('an error entry has a numeric errCode, a message, the component signature and maybe the error', () => {
+    expect<WssErrorEntry>().type.toBe<{ errCode: number, message: string, componentSignature: 'fastify-wss', error?: Error }>()
+    expect(componentSignature).type.toBe<'fastify-wss'>()
+  })
+
+  test('ErrCode is a table of literal numbers', () => {
+    expect(ErrCode.CONNECTION_FAILED).type.toBe<100>()
+    expect(ErrCode.INVALID_JSON).type.toBe<300>()
+    expect(ErrCode.MESSAGE_TOO_BIG).type.toBe<401>()
+    expect(ErrCode.INVALID_JSON).type.toBeAssignableTo<WssErrorEntry['errCode']>()
+  })
+
+  test('the coded error constructors take their arguments and give FastifyErrors with a code', () => {
+    const invalid = new WssInvalidOptionError('path', 'must start with "/"')
+    expect(invalid).type.toBeAssignableTo<Error>()
+    expect(invalid.code).type.toBe<string>()
+    expect(invalid.statusCode).type.toBe<number | undefined>()
+    expect(new WssInvalidCloseCodeError(42)).type.toBeAssignableTo<Error>()
+    expect(new WssCloseMessageTooLongError(200)).type.toBeAssignableTo<Error>()
+    expect(new WssInvalidOptionError('path')).type.toRaiseError('Expected 2 arguments')
+  })
+
+  test('defaults are read-only literals', () => {
+    expect(defaults.dataType).type.toBe<'text'>()
+    expect(defaults.maxPendingMessages).type.toBe<100>()
+  })
+})
+
+describe('registration', () => {
+  test('fastify.wss is a WebSocketServer of any data type', () => {
+    expect(app.wss).type.toBe<WebSocketServer<DataType>>()
+    expect(app.wss.dataType).type.toBe<DataType>()
+  })
+
+  test('app.injectWS comes with the plugin', async () => {
+    expect(app.injectWS('/chat')).type.toBeAssignableTo<Promise<WebSocket>>()
+    expect(app.injectWS('/chat', { headers: { origin: 'http://a.example' } })).type.toBeAssignableTo<Promise<WebSocket>>()
+    expect(app.injectWS(42)).type.toRaiseError()
+    const ws = await app.injectWS('/chat')
+    expect(ws.send).type.toBeCallableWith('hi')
+    expect(ws.readyState).type.toBe<0 | 1 | 2 | 3>()
+  })
+
+  test('register takes the handler and the documented options', () => {
+    expect(app.register(wssPlugin, { handler: echo })).type.not.toRaiseError()
+    expect(app.register(wssPlugin, {
+      handler: echo,
+      path: '/chat',
+      dataType: 'object',
+      maxPayload: 1024,
+      heartbeat: { interval: 50 },
+      maxConnections: 10,
+      maxPendingMessages: 10,
+      maxBackpressure: 1024,
+      closeTimeout: 100,
+      allowedOrigins: ['https://a.example', /\.b\.example$/],
+      perMessageDeflate: { threshold: 1024 }
+    })).type.not.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, heartbeat: false, allowedOrigins: (origin) => origin.length > 0 })).type.not.toRaiseError()
+  })
+
+  test('the options of a register call type the handler it declares inline', () => {
+    app.register(wssPlugin, {
+      path: '/rooms/:room',
+      handler: {
+        onConnection (wss, event) {
+          expect(wss).type.toBe<WebSocketServer<DataType>>()
+          expect(event.request).type.toBe<ConnectionRequest>()
+          return {
+            onMessage (ws, event) {
+              expect(ws).type.toBe<WebSocketConnection<DataType>>()
+              // any data type may be registered here, so the data is not narrowed
+              expect(event.data).type.toBe<unknown>()
+            }
+          }
+        }
+      }
+    })
+  })
+
+  test('a handler declared for a data type keeps its types when registered with it', () => {
+    const blobs = {
+      onConnection () {
+        return {
+          onMessage (_ws, event) {
+            expect(event.data).type.toBe<Buffer>()
+          }
+        } satisfies ConnectionHandler<'blob'>
+      }
+    } satisfies WSSHandler<'blob'>
+    expect(app.register(wssPlugin, { handler: blobs, dataType: 'blob' })).type.not.toRaiseError()
+  })
+
+  test('the adapter option takes a Redis adapter from fastify-wss/redis', () => {
+    expect(app.register(wssPlugin, { handler: echo, adapter: redisAdapter({ url: 'redis://127.0.0.1:6379' }) })).type.not.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, adapter: { url: 'redis://127.0.0.1:6379' } })).type.toRaiseError()
+  })
+
+  test('a handler is required and needs onConnection', () => {
+    expect<WssPluginOptions>().type.not.toBeAssignableFrom({})
+    expect(app.register(wssPlugin, {})).type.toRaiseError("Argument of type '{}' is not assignable")
+    expect(app.register(wssPlugin, { handler: {} })).type.toRaiseError("Property 'onConnection' is missing")
+    expect(app.register(wssPlugin, { handler: { onMessage () {} } })).type.toRaiseError()
+  })
+
+  test('onConnection must return a connection handler with onMessage, or nothing', () => {
+    expect(app.register(wssPlugin, { handler: { onConnection () { return {} } } })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: { onConnection () { return { onOpen () {} } } } })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: { onConnection () { return null } } })).type.not.toRaiseError()
+    expect(app.register(wssPlugin, { handler: { onConnection () { return undefined } } })).type.not.toRaiseError()
+    expect(app.register(wssPlugin, { handler: { async onConnection () { return null } } })).type.not.toRaiseError()
+  })
+
+  test('an unknown dataType or a mistyped option is an error', () => {
+    expect(app.register(wssPlugin, { handler: echo, dataType: 'binary' })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, path: 42 })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, maxPayload: '1mb' })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, heartbeat: { every: 10 } })).type.toRaiseError()
+    expect(app.register(wssPlugin, { handler: echo, allowedOrigins: 42 })).type.toRaiseError()
+  })
+})
