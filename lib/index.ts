@@ -1,5 +1,6 @@
 /// <reference types="@fastify/websocket" preserve="true" />
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
@@ -15,6 +16,10 @@ const kHead = Symbol('fastify-wss.head')
 interface UpgradeRequest extends IncomingMessage {
   [kSocket]?: Duplex
   [kHead]?: Buffer
+}
+
+function destroyOnTimeout (this: Socket): void {
+  this.destroy()
 }
 
 /** HTTP servers on which a `@fastify/websocket` registered by this plugin already dispatches upgrades. */
@@ -37,6 +42,13 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   const onUpgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer): void => {
     req[kSocket] = socket
     req[kHead] = head
+    // Node no longer reads an upgrade socket, so it would never notice a
+    // client that left, nor would anyone close it after an HTTP answer from a
+    // context this plugin has no hooks in (a 404). The upgrade itself clears
+    // this timer (ws sets the socket's timeout to 0).
+    if (typeof (socket as Socket).setTimeout === 'function') {
+      (socket as Socket).setTimeout(options.handshakeTimeout, destroyOnTimeout)
+    }
   }
   fastify.server.prependListener('upgrade', onUpgrade)
 
@@ -103,6 +115,7 @@ export {
   WssInvalidCloseCodeError,
   WssCloseMessageTooLongError,
   WssInvalidTopicError,
+  WssAdapterError,
   type WssErrorEntry
 } from './errors.js'
 export type {

@@ -27,6 +27,11 @@ export interface WssPluginOptions<D extends DataType = DataType> {
   maxBackpressure?: number
   /** How long `terminate()` waits for the peer's close frame before destroying the socket, in ms. Default 5000. */
   closeTimeout?: number
+  /**
+   * Most time in ms an upgrade socket may stay idle before it is upgraded
+   * (hooks and onConnection included); then it is destroyed. Default 10000.
+   */
+  handshakeTimeout?: number
   /** Origins allowed to connect; others get 403. Requests without `Origin` are let through. Default: any. */
   allowedOrigins?: AllowedOrigins
   /** permessage-deflate, as `ws` takes it. Default off. */
@@ -44,6 +49,7 @@ export const defaults = {
   maxPendingMessages: 100,
   maxBackpressure: 16 * 1024 * 1024,
   closeTimeout: 5000,
+  handshakeTimeout: 10_000,
   perMessageDeflate: false
 } as const
 
@@ -58,6 +64,7 @@ export interface ResolvedOptions<D extends DataType> {
   maxPendingMessages: number
   maxBackpressure: number
   closeTimeout: number
+  handshakeTimeout: number
   originAllowed: ((origin: string) => boolean) | undefined
   perMessageDeflate: boolean | PerMessageDeflateOptions
   adapter: WssAdapter | undefined
@@ -118,6 +125,7 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
     maxPendingMessages: positiveInteger('maxPendingMessages', opts.maxPendingMessages, defaults.maxPendingMessages),
     maxBackpressure: positiveInteger('maxBackpressure', opts.maxBackpressure, defaults.maxBackpressure),
     closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, defaults.closeTimeout),
+    handshakeTimeout: positiveInteger('handshakeTimeout', opts.handshakeTimeout, defaults.handshakeTimeout),
     originAllowed: originMatcher(opts.allowedOrigins),
     perMessageDeflate
   }

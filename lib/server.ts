@@ -260,7 +260,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   #refusal (thrown: unknown, reply: FastifyReply): Error {
     const error = toError(thrown)
     const { statusCode, status } = error as { statusCode?: unknown, status?: unknown }
-    const code = isErrorStatus(statusCode) ? statusCode : isErrorStatus(status) ? status : 500
+    const code = errorStatus(statusCode) ?? errorStatus(status) ?? 500
     if (code >= 500) this._fail(ErrCode.CONNECTION_FAILED, error)
     reply.code(code)
     return error
@@ -301,8 +301,10 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 }
 
-function isErrorStatus (value: unknown): value is number {
-  return typeof value === 'number' && value >= 400 && value <= 599
+/** A status in 400–599, read as Fastify's error handler reads it (a numeric string counts), so both agree. */
+function errorStatus (value: unknown): number | undefined {
+  const number = typeof value === 'number' || typeof value === 'string' ? Number(value) : NaN
+  return number >= 400 && number <= 599 ? number : undefined
 }
 
 /** The §3 request object: headers (repeated ones as arrays), query, url, remoteAddress, params. */
@@ -316,8 +318,16 @@ function buildRequest (request: FastifyRequest): ConnectionRequest {
   }
 }
 
+/**
+ * The headers object: no inherited keys (its prototype is an empty object
+ * without a prototype), yet a fast-properties object whose shape is shared
+ * by requests with the same header names, unlike `Object.create(null)`.
+ */
+const Headers = function () {} as unknown as new () => ConnectionRequest['headers']
+Headers.prototype = Object.create(null)
+
 function collectHeaders (request: FastifyRequest): ConnectionRequest['headers'] {
-  const headers: ConnectionRequest['headers'] = Object.create(null)
+  const headers = new Headers()
   const raw = request.raw.rawHeaders
   if (raw === undefined) {
     // app.injectWS builds a request without rawHeaders
