@@ -30,6 +30,7 @@ const CLOSING = 2
 
 const kConnection = Symbol('fastify-wss.connection')
 type Socket = WebSocket & { [kConnection]: WebSocketConnection<DataType> }
+type Transport = Duplex & { [kConnection]: WebSocketConnection<DataType> }
 type Listener = (this: WebSocket, ...args: any[]) => void
 /** The part of ws's (internal) Sender that writes a ready frame. */
 interface WsSender {
@@ -72,7 +73,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _alive = true
 
   /** @internal */
-  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest) {
+  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex) {
     this.#id = ++lastId
     this.#wss = wss
     this.#handler = handler
@@ -84,6 +85,10 @@ export class WebSocketConnection<D extends DataType = DataType> {
     socket.on('close', onSocketClose as Listener)
     socket.on('error', onSocketError as Listener)
     socket.on('pong', onSocketPong as Listener)
+    // ws closes the connection on an error of the TCP socket without reporting it.
+    const raw = transport as Transport
+    raw[kConnection] = this as unknown as WebSocketConnection<DataType>
+    raw.on('error', onTransportError)
   }
 
   /** Positive integer, unique within the process, never reused. */
@@ -336,12 +341,18 @@ function onSocketClose (this: Socket, code: number, reason: Buffer): void {
   this[kConnection]._closed(code, reason)
 }
 
+/** Errors ws reports: the peer broke the protocol; ws has closed with the matching code. */
 function onSocketError (this: Socket, err: Error & { code?: unknown }): void {
   // over maxPayload, or a frame length past 2^53 - 1 (larger than any maxPayload): both close with 1009
   const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || err.code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH'
     ? ErrCode.MESSAGE_TOO_BIG
-    : typeof err.code === 'string' && err.code.startsWith('WS_ERR_') ? ErrCode.PROTOCOL_ERROR : ErrCode.SOCKET_ERROR
+    : ErrCode.PROTOCOL_ERROR
   this[kConnection]._fail(code, err)
+}
+
+/** Errors of the TCP socket under the WebSocket (reset, broken pipe). */
+function onTransportError (this: Transport, err: Error): void {
+  this[kConnection]._fail(ErrCode.SOCKET_ERROR, err)
 }
 
 function onSocketPong (this: Socket): void {

@@ -79,6 +79,8 @@ export const WssCloseMessageTooLongError = createError<[number]>(
 
 export const WssInvalidTopicError = createError<[string]>(
   'FST_WSS_INVALID_TOPIC', 'A topic must be a non-empty string, got %s', 500, TypeError)
+export const WssAdapterError = createError<[string, Cause?]>(
+  'FST_WSS_ADAPTER_ERROR', 'The cluster adapter failed: %s')
 
 /** Makes an `Error` of anything thrown, keeping an `Error` as it is. */
 export function toError (value: unknown): Error {

@@ -249,7 +249,7 @@ export class WebSocketServer<D extends DataType = DataType> {
       this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
         // The HTTP response object is no longer needed once the socket is upgraded.
         if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
-        this.#accept(ws, accepted, connectionRequest)
+        this.#accept(ws, accepted, connectionRequest, socket)
       })
     } finally {
       this.#handshakes--
@@ -266,8 +266,8 @@ export class WebSocketServer<D extends DataType = DataType> {
     return error
   }
 
-  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest): void {
-    const connection = new WebSocketConnection<D>(this, socket, handler, request)
+  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex): void {
+    const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
     this.#connections.add(connection)
     this.#unfinished++
     connection._open()

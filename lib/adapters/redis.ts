@@ -1,0 +1,194 @@
+import { randomBytes } from 'node:crypto'
+import { Redis, type RedisOptions } from 'ioredis'
+import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
+import { WssAdapterError, WssInvalidOptionError } from '../errors.js'
+
+/** Options of {@link redisAdapter}: a `url` or a `client`. */
+export interface RedisAdapterOptions {
+  /** A Redis URL such as `redis://127.0.0.1:6379`; the adapter opens and closes its own connections. */
+  url?: string
+  /**
+   * An `ioredis` client whose options the adapter's own connections copy
+   * (`client.duplicate()`). The adapter never uses or closes this client itself.
+   */
+  client?: Redis
+  /** Prefix of the Redis channels, so that several apps can share one Redis. Default `'fastify-wss:'`. */
+  channelPrefix?: string
+}
+
+/** Length of the node id that starts every message: a node ignores its own messages. */
+const ID_LENGTH = 8
+/** A message: one flags byte (1 = binary frame), the node id, then the encoded payload. */
+const HEADER_LENGTH = 1 + ID_LENGTH
+
+/** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
+const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
+/** Subscribing: subscriptions wait for the connection and are restored after each reconnection. */
+const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true }
+
+interface Links {
+  node: AdapterNode
+  pub: Redis
+  sub: Redis
+}
+
+/**
+ * The Redis cluster adapter: `broadcast` and `publish` reach the connections
+ * of every node that shares the Redis server (Redis Pub/Sub), while
+ * `connections` stays local to each node.
+ *
+ * Each node opens two connections: one that publishes (one `PUBLISH` per
+ * `broadcast` or `publish`, in order) and one that subscribes to the
+ * broadcast channel and to the channel of each topic that has local
+ * subscribers. Delivery is at most once: while Redis is unreachable, messages
+ * are delivered locally only, never queued for later, and each failure is a
+ * server `onError` with errCode 500 (`FST_WSS_ADAPTER_ERROR`). The
+ * connections reconnect and resubscribe by themselves.
+ *
+ * `ioredis` (5.x) is an optional peer dependency, needed only by this module.
+ * @example
+ * import Fastify from 'fastify'
+ * import wssPlugin from 'fastify-wss'
+ * import { redisAdapter } from 'fastify-wss/redis'
+ *
+ * const app = Fastify()
+ * await app.register(wssPlugin, {
+ *   handler, path: '/chat',
+ *   adapter: redisAdapter({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' })
+ * })
+ * @example
+ * // from an ioredis client of your own, which stays yours to close
+ * const redis = new Redis({ host: 'redis.internal', password })
+ * const adapter = redisAdapter({ client: redis, channelPrefix: 'my-app:' })
+ */
+export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
+  const { url, client, channelPrefix = 'fastify-wss:' } = options ?? {}
+  if ((url === undefined) === (client === undefined)) {
+    throw new WssInvalidOptionError('redisAdapter', 'needs either a "url" or a "client"')
+  }
+  const connect = client === undefined
+    ? (extra: RedisOptions) => new Redis(url as string, extra)
+    : (extra: RedisOptions) => client.duplicate(extra)
+  return new RedisAdapter(connect, channelPrefix)
+}
+
+class RedisAdapter implements WssAdapter {
+  readonly #connect: (options: RedisOptions) => Redis
+  readonly #broadcast: string
+  readonly #topicPrefix: string
+  /** The header of this node's text and binary messages. */
+  readonly #headers: [Buffer, Buffer]
+  #links: Links | undefined
+  #closing = false
+
+  constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
+    this.#connect = connect
+    this.#broadcast = `${prefix}broadcast`
+    this.#topicPrefix = `${prefix}topic:`
+    const id = randomBytes(ID_LENGTH)
+    this.#headers = [Buffer.concat([Buffer.from([0]), id]), Buffer.concat([Buffer.from([1]), id])]
+  }
+
+  /** Opens both connections; resolves once subscribed to the broadcast channel, or when Redis cannot be reached (the connections keep retrying). */
+  async open (node: AdapterNode): Promise<void> {
+    const pub = this.#watch(this.#connect(publishing), 'publishing', node)
+    const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
+    this.#links = { node, pub, sub }
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#receive(node, channel, message))
+    const subscribed = this.#command('subscribe', this.#broadcast)
+    const [, up] = await Promise.all([whenUp(pub), whenUp(sub)])
+    if (up) await subscribed
+  }
+
+  publish (message: ClusterMessage): void {
+    const links = this.#links
+    if (links === undefined) return
+    const channel = message.topic === undefined ? this.#broadcast : this.#topicPrefix + message.topic
+    const header = this.#headers[message.binary ? 1 : 0]
+    links.pub.publish(channel, Buffer.concat([header, message.payload], header.length + message.payload.length))
+      .catch(this.#failure('publish to', channel))
+  }
+
+  subscribe (topic: string): void {
+    this.#command('subscribe', this.#topicPrefix + topic)
+  }
+
+  unsubscribe (topic: string): void {
+    this.#command('unsubscribe', this.#topicPrefix + topic)
+  }
+
+  /** Unsubscribes and quits the adapter's own connections (at once when Redis is unreachable). */
+  async close (): Promise<void> {
+    const links = this.#links
+    if (links === undefined) return
+    this.#closing = true
+    const { pub, sub } = links
+    const ending: Array<Promise<unknown>> = []
+    for (const connection of [sub, pub]) {
+      if (connection.status === 'ready') {
+        if (connection === sub) ending.push(sub.unsubscribe())
+        ending.push(connection.quit())
+      } else {
+        connection.disconnect()
+      }
+    }
+    await Promise.allSettled(ending)
+  }
+
+  /** A subscribing command; a failure is reported, never thrown. */
+  #command (name: 'subscribe' | 'unsubscribe', channel: string): Promise<void> {
+    const links = this.#links as Links
+    return links.sub[name](channel).then(noop, this.#failure(name === 'subscribe' ? 'subscribe to' : 'unsubscribe from', channel))
+  }
+
+  #failure (what: string, channel: string): (error: Error) => void {
+    return (error) => {
+      if (!this.#closing) (this.#links as Links).node.fail(new WssAdapterError(`${what} "${channel}": ${error.message}`, { cause: error }))
+    }
+  }
+
+  /** Reports the first error of each outage of a connection. */
+  #watch (connection: Redis, role: string, node: AdapterNode): Redis {
+    let reported = false
+    connection.on('ready', () => { reported = false })
+    connection.on('error', (error: Error) => {
+      if (reported) return
+      reported = true
+      node.fail(new WssAdapterError(`the ${role} Redis connection: ${error.message}`, { cause: error }))
+    })
+    return connection
+  }
+
+  #receive (node: AdapterNode, channel: Buffer, message: Buffer): void {
+    const name = channel.toString()
+    if (message.length < HEADER_LENGTH || message[0] > 1) {
+      node.fail(new WssAdapterError(`ignored a message on "${name}" that no fastify-wss node published`))
+      return
+    }
+    const own = this.#headers[0]
+    if (message.compare(own, 1, HEADER_LENGTH, 1, HEADER_LENGTH) === 0) return
+    node.deliver({
+      topic: name === this.#broadcast ? undefined : name.slice(this.#topicPrefix.length),
+      payload: message.subarray(HEADER_LENGTH),
+      binary: message[0] === 1
+    })
+  }
+}
+
+/** Resolves `true` when the connection is ready, `false` at its first error. */
+async function whenUp (connection: Redis): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const up = (): void => {
+      connection.off('error', down)
+      resolve(true)
+    }
+    const down = (): void => {
+      connection.off('ready', up)
+      resolve(false)
+    }
+    connection.once('ready', up)
+    connection.once('error', down)
+  })
+}
+
+function noop (): void {}

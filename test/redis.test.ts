@@ -1,0 +1,413 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import type WebSocket from 'ws'
+import type { WebSocketConnection, WssAdapter, WssErrorEntry, WssPluginOptions } from '../lib/index.js'
+import { start, connect, messages } from './helpers/index.js'
+import { until, turns } from './helpers/until.js'
+import { RedisServer, eventually, findRedisServer } from './helpers/redis.js'
+
+type Test = typeof t
+
+const missing = 'redis-server not found: install it (apt-get install redis-server) to run the Redis adapter tests'
+const bin = findRedisServer()
+
+if (bin === undefined) {
+  if (process.env.CI === 'true') {
+    t.fail(missing)
+  } else {
+    console.error(`\n${'!'.repeat(78)}\n!! ${missing}\n${'!'.repeat(78)}\n`)
+    t.plan(0, missing)
+  }
+} else {
+  await suite(bin)
+}
+
+async function suite (bin: string): Promise<void> {
+  // Loaded only here, so that a skipped suite leaves the module out of the coverage report.
+  const { redisAdapter } = await import('../lib/adapters/redis.js')
+
+  const redis = await RedisServer.start(bin)
+  t.teardown(() => redis.stop())
+  const admin = await client(t, redis)
+
+  let prefixes = 0
+  /** A channel prefix of its own for each test, so that tests cannot see each other's messages. */
+  const prefix = (): string => `test${++prefixes}:`
+
+  interface Node {
+    app: Awaited<ReturnType<typeof start>>['app']
+    url: string
+    opened: Array<WebSocketConnection<any>>
+    errors: WssErrorEntry[]
+    /** Resolves with the first error entry (already reported or to come) whose message matches. */
+    error (match: RegExp): Promise<WssErrorEntry>
+  }
+
+  /** An app with the plugin on /ws and `adapter`, recording its connections and its server errors. */
+  async function node (test: Test, adapter: WssAdapter, extra: Partial<WssPluginOptions<any>> = {}): Promise<Node> {
+    const opened: Array<WebSocketConnection<any>> = []
+    const errors: WssErrorEntry[] = []
+    const waiters: Array<{ match: RegExp, resolve: (entry: WssErrorEntry) => void }> = []
+    const { app, base } = await start(test, {
+      path: '/ws',
+      adapter,
+      ...extra,
+      handler: {
+        onConnection: () => ({ onOpen (ws: WebSocketConnection<any>) { opened.push(ws) }, onMessage () {} }),
+        onError (_wss, event) {
+          for (const entry of event.errors) {
+            errors.push(entry)
+            for (let i = waiters.length - 1; i >= 0; i--) {
+              if (waiters[i].match.test(entry.message)) waiters.splice(i, 1)[0].resolve(entry)
+            }
+          }
+        }
+      }
+    })
+    return {
+      app,
+      url: `${base}/ws`,
+      opened,
+      errors,
+      async error (match) {
+        const found = errors.find((entry) => match.test(entry.message))
+        if (found !== undefined) return found
+        return await new Promise((resolve) => waiters.push({ match, resolve }))
+      }
+    }
+  }
+
+  /** `count` nodes sharing `server` under one channel prefix. */
+  async function nodes (test: Test, count: number, channelPrefix: string, server = redis): Promise<Node[]> {
+    const list: Node[] = []
+    for (let i = 0; i < count; i++) list.push(await node(test, redisAdapter({ url: server.url, channelPrefix })))
+    return list
+  }
+
+  /** Every message a client receives, as strings, from now on. */
+  function record (ws: WebSocket): string[] {
+    const received: string[] = []
+    ws.on('message', (data: Buffer) => received.push(data.toString()))
+    return received
+  }
+
+  async function numsub (channel: string, on = admin): Promise<number> {
+    const reply = await on.pubsub('NUMSUB', channel) as [string, number]
+    return Number(reply[1])
+  }
+
+  async function subscribed (channel: string, count: number, on = admin): Promise<void> {
+    await eventually(async () => await numsub(channel, on) === count, `${count} node(s) subscribed to ${channel}`)
+  }
+
+  async function clientCount (on = admin): Promise<number> {
+    const list = await on.client('LIST') as string
+    return list.trim().split('\n').length
+  }
+
+  const numbered = Array.from({ length: 200 }, (_, i) => `message ${i}`)
+
+  t.test('a publish on one node reaches the subscribers of every node exactly once and in order', async (t) => {
+    const channelPrefix = prefix()
+    const [a, b, c] = await nodes(t, 3, channelPrefix)
+    const subscribers: WebSocket[] = []
+    const others: WebSocket[] = []
+    for (const n of [a, b, c]) {
+      subscribers.push(await connect(t, n.url))
+      n.opened.at(-1)?.subscribe('room')
+      others.push(await connect(t, n.url))
+    }
+    await subscribed(`${channelPrefix}topic:room`, 3)
+
+    const arrivals = subscribers.map((ws) => messages(ws, numbered.length + 1))
+    const toOthers = others.map((ws) => messages(ws, 1))
+    for (const text of numbered) t.equal(a.app.wss.publish('room', text), 1)
+    a.app.wss.publish('room', 'last')
+    for (const received of await Promise.all(arrivals)) t.same(received, [...numbered, 'last'])
+
+    // the first message the non-subscribers get is this broadcast: none of the topic's reached them
+    a.app.wss.broadcast('to all')
+    t.same(await Promise.all(toOthers), [['to all'], ['to all'], ['to all']])
+    t.same(a.errors, [])
+  })
+
+  t.test('a broadcast on one node reaches every connection of every node exactly once and in order', async (t) => {
+    const [a, b, c] = await nodes(t, 3, prefix())
+    const clients: WebSocket[] = []
+    for (const n of [a, b, c]) {
+      clients.push(await connect(t, n.url), await connect(t, n.url))
+    }
+    const arrivals = clients.map((ws) => messages(ws, numbered.length + 1))
+    for (const text of numbered) t.equal(b.app.wss.broadcast(text), 2)
+    b.app.wss.broadcast('last')
+    for (const received of await Promise.all(arrivals)) t.same(received, [...numbered, 'last'])
+  })
+
+  t.test('text and binary messages cross nodes byte for byte, with their frame type', async (t) => {
+    const [a, b] = await nodes(t, 2, prefix())
+    const ws = await connect(t, b.url)
+    const frames: Array<{ data: Buffer, binary: boolean }> = []
+    ws.on('message', (data: Buffer, binary: boolean) => frames.push({ data, binary }))
+    const bytes = Buffer.from([0, 1, 0xff, 0xfe, 0x80, 0])
+    a.app.wss.broadcast(bytes)
+    a.app.wss.broadcast('héllo ✓')
+    a.app.wss.broadcast(Buffer.alloc(0))
+    a.app.wss.broadcast('')
+    await until(() => frames.length === 4, 'four frames arrived')
+    t.same(frames, [
+      { data: bytes, binary: true },
+      { data: Buffer.from('héllo ✓'), binary: false },
+      { data: Buffer.alloc(0), binary: true },
+      { data: Buffer.alloc(0), binary: false }
+    ])
+  })
+
+  t.test('except leaves out one local connection; the other nodes deliver to all their connections', async (t) => {
+    const channelPrefix = prefix()
+    const [a, b] = await nodes(t, 2, channelPrefix)
+    const a1 = await connect(t, a.url)
+    const a2 = await connect(t, a.url)
+    const b1 = await connect(t, b.url)
+    for (const ws of a.opened.concat(b.opened)) ws.subscribe('room')
+    await subscribed(`${channelPrefix}topic:room`, 2)
+    const gotA1 = messages(a1, 1)
+    const gotA2 = messages(a2, 3)
+    const gotB1 = messages(b1, 3)
+    t.equal(a.app.wss.broadcast('all but a1', { except: a.opened[0] }), 1)
+    t.equal(a.app.wss.publish('room', 'room but a1', { except: a.opened[0].id }), 1)
+    t.equal(a.app.wss.broadcast('everyone'), 2)
+    t.same(await gotA2, ['all but a1', 'room but a1', 'everyone'])
+    t.same(await gotB1, ['all but a1', 'room but a1', 'everyone'])
+    t.same(await gotA1, ['everyone'], 'a1 got neither message it was excluded from')
+  })
+
+  t.test('a node subscribes to a topic channel only while it has local subscribers', async (t) => {
+    const channelPrefix = prefix()
+    const channel = `${channelPrefix}topic:news`
+    const [a, b] = await nodes(t, 2, channelPrefix)
+    const b1 = await connect(t, b.url)
+    const b2 = await connect(t, b.url)
+    const topics = async (): Promise<string[]> => (await admin.pubsub('CHANNELS', `${channelPrefix}topic:*`) as string[]).sort()
+    t.same(await topics(), [], 'no topic channel before a subscriber')
+
+    b.opened[0].subscribe('news')
+    b.opened[1].subscribe('news')
+    await subscribed(channel, 1)
+    t.same(await topics(), [channel], 'one Redis subscription for two local subscribers')
+    const before = messages(b2, 1)
+    a.app.wss.publish('news', 'first')
+    t.same(await before, ['first'])
+
+    b.opened[0].unsubscribe('news')
+    a.app.wss.publish('news', 'second')
+    t.same(await messages(b2, 1), ['second'], 'still subscribed while one local subscriber is left')
+
+    const got1 = messages(b1, 1)
+    const got2 = messages(b2, 1)
+    b.opened[1].unsubscribe('news')
+    await subscribed(channel, 0)
+    t.same(await topics(), [], 'the last local subscriber left: the channel is gone')
+    a.app.wss.publish('news', 'nobody gets this')
+    a.app.wss.broadcast('after')
+    // published after the topic message by the same node: a message of the topic would come first
+    t.same(await got1, ['after'])
+    t.same(await got2, ['after'])
+    t.same(a.errors.concat(b.errors), [])
+  })
+
+  t.test('two apps with their own channelPrefix share one Redis without seeing each other', async (t) => {
+    const [one1, one2] = await nodes(t, 2, 'one:')
+    const [two1, two2] = await nodes(t, 2, 'two:')
+    const ws = await connect(t, one2.url)
+    const other = await connect(t, two2.url)
+    for (const n of [one2, two2]) n.opened[0].subscribe('room')
+    await subscribed('one:topic:room', 1)
+    await subscribed('two:topic:room', 1)
+    t.same((await admin.pubsub('CHANNELS', '*:broadcast') as string[]).sort(), ['one:broadcast', 'two:broadcast'])
+
+    const gotOne = messages(ws, 2)
+    const gotOther = messages(other, 1)
+    one1.app.wss.broadcast('for one')
+    one1.app.wss.publish('room', 'room of one')
+    t.same(await gotOne, ['for one', 'room of one'])
+    // Redis handled the publishes of app one before this one: had app two seen them, they would come first
+    two1.app.wss.publish('room', 'for two')
+    t.same(await gotOther, ['for two'])
+  })
+
+  t.test('the default channel prefix is fastify-wss:', async (t) => {
+    const a = await node(t, redisAdapter({ url: redis.url }))
+    const b = await node(t, redisAdapter({ url: redis.url }))
+    const ws = await connect(t, b.url)
+    b.opened[0].subscribe('default')
+    await subscribed('fastify-wss:topic:default', 1)
+    t.equal(await numsub('fastify-wss:broadcast'), 2)
+    const got = messages(ws, 1)
+    a.app.wss.publish('default', 'hello')
+    t.same(await got, ['hello'])
+  })
+
+  t.test('a message on the channels that no fastify-wss node published is reported and not delivered', async (t) => {
+    const channelPrefix = prefix()
+    const [a, b] = await nodes(t, 2, channelPrefix)
+    const ws = await connect(t, b.url)
+    const got = messages(ws, 1)
+    await admin.publish(`${channelPrefix}broadcast`, 'short')
+    await admin.publish(`${channelPrefix}broadcast`, Buffer.from([7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
+    const entry = await b.error(/ignored a message on "test\d+:broadcast"/)
+    t.equal(entry.errCode, 500)
+    t.equal((entry.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
+    await until(() => b.errors.length === 2, 'both messages reported')
+    a.app.wss.broadcast('real')
+    t.same(await got, ['real'])
+  })
+
+  t.test('a subscription or a publish that Redis refuses is a coded server error', async (t) => {
+    const channelPrefix = prefix()
+    // this user may only use the broadcast channel
+    await admin.call('ACL', 'SETUSER', 'limited', 'on', '>secret', '~*', '+@all', 'resetchannels', `&${channelPrefix}broadcast`)
+    t.teardown(() => admin.call('ACL', 'DELUSER', 'limited'))
+    const limited = await client(t, redis, { username: 'limited', password: 'secret' })
+    const a = await node(t, redisAdapter({ client: limited, channelPrefix }))
+    await connect(t, a.url)
+    a.opened[0].subscribe('forbidden')
+    const refused = await a.error(/^The cluster adapter failed: subscribe to "test\d+:topic:forbidden": NOPERM/)
+    t.equal(refused.errCode, 500)
+    t.equal(a.app.wss.publish('forbidden', 'x'), 1, 'delivered locally')
+    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:topic:forbidden": NOPERM/)
+    t.equal(failed.errCode, 500)
+    t.equal((failed.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
+    t.ok((failed.error as Error).cause instanceof Error, 'the Redis error is the cause')
+  })
+
+  t.test('while Redis is down publish delivers locally and reports; after Redis is back, all nodes get new messages', async (t) => {
+    const own = await RedisServer.start(bin)
+    t.teardown(() => own.stop())
+    const ownAdmin = await client(t, own)
+    const channelPrefix = prefix()
+    const channel = `${channelPrefix}topic:room`
+    const cluster = await nodes(t, 3, channelPrefix, own)
+    const received: string[][] = []
+    for (const n of cluster) {
+      received.push(record(await connect(t, n.url)))
+      n.opened[0].subscribe('room')
+    }
+    await subscribed(channel, 3, ownAdmin)
+    const [a] = cluster
+
+    await own.stop()
+    // every node notices: its connections report the outage once
+    for (const n of cluster) await n.error(/the publishing Redis connection/)
+    let count: number | undefined
+    t.doesNotThrow(() => { count = a.app.wss.publish('room', 'during') })
+    t.equal(count, 1, 'delivered to the local subscriber')
+    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:topic:room"/)
+    t.equal(failed.errCode, 500)
+    t.equal((failed.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
+    await until(() => received[0].includes('during'), 'the local subscriber got the message')
+
+    await own.restart()
+    await subscribed(channel, 3, ownAdmin)
+    await subscribed(`${channelPrefix}broadcast`, 3, ownAdmin)
+    // the publishing connection may reconnect a little later than the subscribing ones: probe until it has
+    let probes = 0
+    await until(() => {
+      a.app.wss.publish('room', `probe ${probes++}`)
+      return received[1].some((text) => text.startsWith('probe')) && received[2].some((text) => text.startsWith('probe'))
+    }, 'a probe went through Redis again', 200)
+    a.app.wss.publish('room', 'after')
+    await until(() => received.every((list) => list.includes('after')), 'every node got the message published after the restart')
+    t.same(received.map((list) => list.filter((text) => text === 'during' || text === 'after')), [
+      ['during', 'after'],
+      ['after'],
+      ['after']
+    ], 'the message published while Redis was down reached the local node only, never later')
+  })
+
+  t.test('a node started while Redis is down starts, reports it, and joins the cluster once Redis is up', async (t) => {
+    const own = await RedisServer.start(bin)
+    t.teardown(() => own.stop())
+    await own.stop()
+    const channelPrefix = prefix()
+    const late = await node(t, redisAdapter({ url: own.url, channelPrefix }))
+    const entry = await late.error(/^The cluster adapter failed: the (publishing|subscribing) Redis connection/)
+    t.equal(entry.errCode, 500)
+    const ws = await connect(t, late.url)
+    late.opened[0].subscribe('room')
+
+    await own.restart()
+    const ownAdmin = await client(t, own)
+    await subscribed(`${channelPrefix}broadcast`, 1, ownAdmin)
+    await subscribed(`${channelPrefix}topic:room`, 1, ownAdmin)
+    const [other] = await nodes(t, 1, channelPrefix, own)
+    const got = messages(ws, 2)
+    other.app.wss.broadcast('hello')
+    other.app.wss.publish('room', 'room')
+    t.same(await got, ['hello', 'room'])
+  })
+
+  t.test('app.close() quits the connections the adapter opened, at once even while Redis is down', async (t) => {
+    const own = await RedisServer.start(bin)
+    t.teardown(() => own.stop())
+    const ownAdmin = await client(t, own)
+    const baseline = await clientCount(ownAdmin)
+    const up = await node(t, redisAdapter({ url: own.url, channelPrefix: prefix() }))
+    t.equal(await clientCount(ownAdmin), baseline + 2, 'two connections per node')
+    await up.app.close()
+    await eventually(async () => await clientCount(ownAdmin) === baseline, 'the connections are gone')
+
+    const down = await node(t, redisAdapter({ url: own.url, channelPrefix: prefix() }))
+    await connect(t, down.url)
+    await own.stop()
+    await down.error(/the subscribing Redis connection/)
+    await down.error(/the publishing Redis connection/)
+    down.opened[0].subscribe('queued') // waits for Redis, which will not come back before the close
+    const reported = down.errors.length
+    await down.app.close()
+    t.equal(down.errors.length, reported, 'closing reported nothing')
+  })
+
+  t.test('app.close() leaves a client passed in open and usable', async (t) => {
+    const mine = await client(t, redis)
+    const baseline = await clientCount()
+    const a = await node(t, redisAdapter({ client: mine, channelPrefix: prefix() }))
+    t.equal(await clientCount(), baseline + 2, 'the adapter uses two duplicates of the client')
+    await a.app.close()
+    await eventually(async () => await clientCount() === baseline, 'the duplicates are gone')
+    t.equal(mine.status, 'ready')
+    t.equal(await mine.ping(), 'PONG')
+  })
+
+  t.test('after the app closed, a broadcast reports nothing and throws nothing', async (t) => {
+    const a = await node(t, redisAdapter({ url: redis.url, channelPrefix: prefix() }))
+    await a.app.close()
+    t.equal(a.app.wss.broadcast('late'), 0)
+    await turns(5)
+    t.same(a.errors, [])
+  })
+
+  t.test('an adapter that was never opened publishes nothing and closes at once', async (t) => {
+    const adapter = redisAdapter({ url: redis.url })
+    adapter.publish({ topic: undefined, payload: Buffer.from('x'), binary: false })
+    await adapter.close()
+    t.pass('nothing happened')
+  })
+
+  t.test('redisAdapter needs either a url or a client', async (t) => {
+    const mine = await client(t, redis)
+    for (const options of [{}, undefined, { url: redis.url, client: mine }]) {
+      t.throws(() => redisAdapter(options as never), {
+        code: 'FST_WSS_INVALID_OPTION',
+        message: 'fastify-wss: option "redisAdapter" needs either a "url" or a "client"'
+      })
+    }
+  })
+}
+
+/** An ioredis client of the test, quit at its end. */
+async function client (test: Test, server: RedisServer, options: Record<string, unknown> = {}): Promise<Redis> {
+  const redis = new Redis({ host: '127.0.0.1', port: server.port, ...options })
+  test.teardown(async () => { redis.disconnect() })
+  await redis.ping()
+  return redis
+}

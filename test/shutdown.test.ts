@@ -1,0 +1,115 @@
+import Fastify from 'fastify'
+import t from 'tap'
+import type WebSocket from 'ws'
+import wssPlugin, { type WebSocketConnection } from '../lib/index.js'
+import { closed, connect, listen } from './helpers/index.js'
+import { Opcode, closeCode, rawConnect, type RawClient, type RawFrame } from './helpers/frames.js'
+
+type Connection = WebSocketConnection<any>
+
+/** How many active resources of each kind keep the event loop alive. */
+function resources (): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const name of process.getActiveResourcesInfo()) counts.set(name, (counts.get(name) ?? 0) + 1)
+  return counts
+}
+
+/** Reads frames until the close frame; `undefined` when the socket closed without one. */
+async function closeFrame (client: RawClient): Promise<RawFrame | undefined> {
+  for (;;) {
+    const received = await client.nextFrame()
+    if (received === undefined || received.opcode === Opcode.Close) return received
+  }
+}
+
+t.test('app.close() with 1,000 open connections and messages in flight closes every client with 1001, destroys the peers that never answer after closeTimeout, runs each onTerminate once and leaves no timer, listener or socket behind', { timeout: 60_000 }, async (t) => {
+  const total = 1000
+  const silent = 50
+  const batch = 100
+  const perClient = 3
+  const before = resources()
+
+  const terminates = new Map<number, number[]>()
+  const silentIds = new Set<number>()
+  let delivered = 0
+  let serverTerminates = 0
+
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const upgradeListeners = app.server.listenerCount('upgrade')
+  await app.register(wssPlugin, {
+    closeTimeout: 300,
+    heartbeat: { interval: 10_000 },
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const isSilent = event.request.query.silent === '1'
+        return {
+          onOpen (ws: Connection) { if (isSilent) silentIds.add(ws.id) },
+          async onMessage (ws: Connection, e: { data: unknown }) {
+            delivered++
+            // still in flight when the close begins
+            await new Promise((resolve) => setImmediate(resolve))
+            ws.send(e.data)
+          },
+          onTerminate (ws: Connection, e: { code: number }) {
+            const codes = terminates.get(ws.id) ?? []
+            codes.push(e.code)
+            terminates.set(ws.id, codes)
+          }
+        }
+      },
+      onTerminate () { serverTerminates++ }
+    }
+  })
+  const base = await listen(app)
+
+  // 950 ws clients, which answer the close frame, and 50 raw TCP clients, which never do
+  const clients: WebSocket[] = []
+  const raws: RawClient[] = []
+  for (let opened = 0; opened < total; opened += batch) {
+    const wave = Array.from({ length: batch }, (_, i) => opened + i)
+    await Promise.all(wave.map(async (n) => {
+      if (n % (total / silent) === 0) raws.push(await rawConnect(t, `${base}/?silent=1`))
+      else clients.push(await connect(t, base))
+    }))
+  }
+  t.equal(app.wss.connections.length, total, `${total} connections are open`)
+  t.equal(raws.length, silent)
+  t.equal(clients.length, total - silent)
+
+  const clientCodes = clients.map((ws) => closed(ws))
+  const silentFrames = raws.map((raw) => closeFrame(raw))
+  for (const ws of clients) for (let i = 0; i < perClient; i++) ws.send(`m${i}`)
+  for (const raw of raws) raw.send({ opcode: Opcode.Text, payload: 'raw' })
+
+  await app.close()
+
+  // every onTerminate has run by the time app.close() resolves, once per connection
+  t.equal(terminates.size, total, 'onTerminate ran for every connection')
+  t.ok([...terminates.values()].every((codes) => codes.length === 1), 'onTerminate ran exactly once per connection')
+  t.equal(serverTerminates, 1, 'the server onTerminate ran once')
+  const silentCodes = [...silentIds].map((id) => terminates.get(id)?.[0])
+  t.equal(silentIds.size, silent)
+  t.ok(silentCodes.every((code) => code === 1006), 'the peers that never answered got onTerminate 1006')
+  const answeredCodes = [...terminates].filter(([id]) => !silentIds.has(id)).map(([, codes]) => codes[0])
+  // A peer that answered gets the code it echoed (1001), unless closeTimeout ran out before its
+  // answer was read: closing 1,000 connections whose clients share this process's event loop can
+  // take longer than 300 ms, and then the socket is destroyed (1006) like that of a silent peer.
+  t.ok(answeredCodes.every((code) => code === 1001 || code === 1006), 'the peers that answered got onTerminate 1001, or 1006 when closeTimeout expired first')
+  t.equal(delivered, clients.length * perClient + raws.length, 'every message sent before the close was delivered')
+  t.same(app.wss.connections, [], 'wss.connections is empty')
+
+  const codes = await Promise.all(clientCodes)
+  t.ok(codes.every((c) => c.code === 1001), 'every ws client was closed with 1001')
+  const frames = await Promise.all(silentFrames)
+  t.ok(frames.every((f) => f !== undefined && closeCode(f) === 1001), 'every raw client got a close frame with 1001')
+  await Promise.all(raws.map((raw) => raw.closed))
+  t.ok(raws.every((raw) => raw.socket.destroyed), 'the server ended the sockets of the peers that never answered')
+
+  t.equal(app.server.listenerCount('upgrade'), upgradeListeners, 'no upgrade listener is left on app.server')
+  const after = resources()
+  t.equal(app.server.listening, false, 'the HTTP server is closed')
+  for (const kind of ['Timeout', 'TCPSocketWrap']) {
+    t.ok((after.get(kind) ?? 0) <= (before.get(kind) ?? 0), `no ${kind} left (${after.get(kind) ?? 0} now, ${before.get(kind) ?? 0} before)`)
+  }
+})
