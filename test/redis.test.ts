@@ -332,6 +332,9 @@ async function suite (bin: string): Promise<void> {
     const late = await node(t, redisAdapter({ url: own.url, channelPrefix }))
     const entry = await late.error(/^The cluster adapter failed: the (publishing|subscribing) Redis connection/)
     t.equal(entry.errCode, 500)
+    // ioredis retries every 50, 100, 150... ms and fails each time: one report per connection and outage
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    t.equal(late.errors.filter((error) => / Redis connection: /.test(error.message)).length, 2, 'reported once per connection, not on every retry')
     const ws = await connect(t, late.url)
     late.opened[0].subscribe('room')
 
