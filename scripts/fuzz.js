@@ -17,6 +17,7 @@ import net from 'node:net'
 import Fastify from 'fastify'
 import WebSocket from 'ws'
 import wssPlugin from 'fastify-wss'
+import { positive, recordCrashes } from './common.js'
 
 const COUNT = positive('FUZZ_COUNT', 10_000)
 const PER_CONNECTION = positive('FUZZ_PER_CONNECTION', 10)
@@ -25,18 +26,7 @@ const SECONDS = positive('FUZZ_SECONDS', 120)
 const SEED = process.env.FUZZ_SEED === undefined ? randomBytes(4).readUInt32BE(0) : Number(process.env.FUZZ_SEED)
 const MAX_PAYLOAD = 64 * 1024
 
-function positive (name, fallback) {
-  const value = process.env[name] === undefined ? fallback : Number(process.env[name])
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    console.error(`${name} must be a positive integer`)
-    process.exit(2)
-  }
-  return value
-}
-
-const crashes = []
-process.on('uncaughtException', (err) => { crashes.push(`uncaughtException: ${err?.stack ?? err}`) })
-process.on('unhandledRejection', (err) => { crashes.push(`unhandledRejection: ${err?.stack ?? err}`) })
+const crashes = recordCrashes()
 
 // mulberry32: a small seeded PRNG, so that a failing run can be replayed
 let state = SEED >>> 0

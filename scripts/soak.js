@@ -18,6 +18,7 @@ import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
+import { positive, recordCrashes } from './common.js'
 
 // GC has to be forced to compare heaps: run again with --expose-gc.
 if (typeof globalThis.gc !== 'function') {
@@ -35,18 +36,7 @@ const HEAP_MB = positive('SOAK_HEAP_MB', 20)
 const MAX_BACKPRESSURE = 256 * 1024
 const PUSH = Buffer.alloc(64 * 1024, 0x61)
 
-function positive (name, fallback) {
-  const value = process.env[name] === undefined ? fallback : Number(process.env[name])
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    console.error(`${name} must be a positive integer`)
-    process.exit(2)
-  }
-  return value
-}
-
-const crashes = []
-process.on('uncaughtException', (err) => { crashes.push(`uncaughtException: ${err?.stack ?? err}`) })
-process.on('unhandledRejection', (err) => { crashes.push(`unhandledRejection: ${err?.stack ?? err}`) })
+const crashes = recordCrashes()
 
 const count = (table, key) => { table[key] = (table[key] ?? 0) + 1 }
 const server = { opened: 0, messages: 0, terminates: 0, doubled: 0, errCodes: {}, closeCodes: {}, drops: 0 }
