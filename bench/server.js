@@ -1,0 +1,124 @@
+// One server variant in its own process, driven by bench/run.js over IPC.
+//   node --expose-gc bench/server.js <variant> <dataType>
+// Replies to { id, cmd }: 'cpu' (process.cpuUsage), 'rss' (after GC),
+// 'broadcast' (count messages of size bytes to every client), 'exit'.
+import { createServer } from 'node:http'
+import { setImmediate as tick } from 'node:timers/promises'
+
+const [variant, dataType = 'text'] = process.argv.slice(2)
+const host = '127.0.0.1'
+
+/** Every variant does the same work: a message arrives as a string (or a parsed value) and is sent back. */
+const variants = {
+  async 'fastify-wss' () {
+    const { default: Fastify } = await import('fastify')
+    const { wssPlugin } = await import('fastify-wss')
+    class Echo {
+      onMessage (ws, event) { ws.send(event.data) }
+    }
+    const app = Fastify()
+    await app.register(wssPlugin, {
+      path: '/',
+      dataType,
+      handler: { onConnection: () => new Echo() }
+    })
+    await app.listen({ port: 0, host })
+    return {
+      port: app.server.address().port,
+      broadcast: (message) => app.wss.broadcast(message)
+    }
+  },
+
+  async ws () {
+    const { WebSocketServer } = await import('ws')
+    const wss = new WebSocketServer({ port: 0, host })
+    const reply = dataType === 'object'
+      ? (data) => JSON.stringify(JSON.parse(data.toString()))
+      : (data) => data.toString()
+    wss.on('connection', (ws) => {
+      ws.on('error', noop)
+      ws.on('message', (data) => ws.send(reply(data)))
+    })
+    await new Promise((resolve) => wss.once('listening', resolve))
+    return {
+      port: wss.address().port,
+      broadcast: (message) => sendLoop(wss.clients, message)
+    }
+  },
+
+  async '@fastify/websocket' () {
+    const { default: Fastify } = await import('fastify')
+    const { default: websocket } = await import('@fastify/websocket')
+    const app = Fastify()
+    await app.register(websocket)
+    const reply = dataType === 'object'
+      ? (data) => JSON.stringify(JSON.parse(data.toString()))
+      : (data) => data.toString()
+    app.get('/', { websocket: true }, (socket) => {
+      socket.on('error', noop)
+      socket.on('message', (data) => socket.send(reply(data)))
+    })
+    await app.listen({ port: 0, host })
+    return {
+      port: app.server.address().port,
+      broadcast: (message) => sendLoop(app.websocketServer.clients, message)
+    }
+  },
+
+  async 'socket.io' () {
+    const { Server } = await import('socket.io')
+    const http = createServer()
+    const io = new Server(http, { transports: ['websocket'], serveClient: false })
+    io.on('connection', (socket) => {
+      socket.on('message', (data) => socket.send(data))
+    })
+    await new Promise((resolve) => http.listen(0, host, resolve))
+    return {
+      port: http.address().port,
+      broadcast: (message) => io.emit('message', message)
+    }
+  }
+}
+
+/** The broadcast a ws application writes by hand. */
+function sendLoop (clients, message) {
+  for (const client of clients) {
+    if (client.readyState === 1) client.send(message)
+  }
+}
+
+function noop () {}
+
+async function collect () {
+  for (let i = 0; i < 4; i++) {
+    globalThis.gc()
+    await tick()
+  }
+}
+
+const server = await variants[variant]()
+
+process.on('message', async ({ id, cmd, count, size }) => {
+  switch (cmd) {
+    case 'cpu':
+      process.send({ id, cpu: process.cpuUsage() })
+      break
+    case 'rss': {
+      await collect()
+      const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
+      process.send({ id, rss, heapUsed, external: external + arrayBuffers })
+      break
+    }
+    case 'broadcast': {
+      const message = 'b'.repeat(size)
+      for (let i = 0; i < count; i++) server.broadcast(message)
+      process.send({ id })
+      break
+    }
+    case 'exit':
+      process.exit(0)
+  }
+})
+process.on('disconnect', () => process.exit(0))
+
+process.send({ ready: true, port: server.port })
