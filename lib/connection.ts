@@ -236,10 +236,14 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (this.#socket.readyState === OPEN) this.#socket.close(1001)
   }
 
-  /** @internal Pings; destroys the socket when the previous ping got no pong. */
+  /**
+   * @internal Pings; destroys the socket when the previous ping got no pong.
+   * Skipped while reading is paused (maxPendingMessages): a pong cannot be
+   * read then, and the peer is not at fault.
+   */
   _heartbeat (): void {
     const socket = this.#socket
-    if (socket.readyState !== OPEN) return
+    if (socket.readyState !== OPEN || this.#paused) return
     if (!this._alive) {
       socket.terminate()
       return
@@ -291,6 +295,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#deliver(queue.shift() as Buffer)
       if (this.#paused && queue.length <= this.#wss._maxPendingMessages / 2) {
         this.#paused = false
+        this._alive = true // its pong may still wait unread: a fresh interval to answer
         this.#socket.resume()
       }
     }

@@ -368,3 +368,44 @@ t.test('perMessageDeflate is off by default: no extension is negotiated', async 
   client.send('plain')
   t.same(await messages(client, 1), ['plain'])
 })
+
+t.test('the heartbeat spares a live client whose reading is paused by maxPendingMessages', async (t) => {
+  const gate = deferred()
+  const received: string[] = []
+  const terminations: number[] = []
+  let slow: WebSocketConnection<any> | undefined
+  const { app, base } = await start(t, {
+    heartbeat: { interval: 50 },
+    maxPendingMessages: 2,
+    handler: {
+      onConnection (_wss, event) {
+        if (event.request.query.clock !== undefined) return { onMessage () {} }
+        return {
+          onOpen (ws: WebSocketConnection<any>) { slow = ws },
+          async onMessage (_ws: unknown, e: { data: string }) {
+            await gate.promise
+            received.push(e.data)
+          },
+          onTerminate (_ws: unknown, e: { code: number }) { terminations.push(e.code) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base) // answers pings by itself, but only what the server reads counts
+  const sent = Array.from({ length: 10 }, (_, i) => `m${i}`)
+  for (const message of sent) client.send(message)
+  while (slow?._inbound.paused !== true) await new Promise((resolve) => setTimeout(resolve, 5))
+
+  // A second client is the clock: every ping it gets is a heartbeat tick of the server.
+  const clock = await connect(t, `${base}/?clock`)
+  await pingCounter(clock).reach(4)
+  t.equal(slow.status, 'Connected', 'not dropped while its pongs cannot be read')
+  t.same(terminations, [])
+
+  gate.resolve()
+  while (received.length < sent.length) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.same(received, sent)
+  await pingCounter(clock).reach(4) // more ticks after the reading resumed
+  t.equal(slow.status, 'Connected', 'still alive after reading resumed')
+  t.equal(app.wss.connections.length, 2)
+})
