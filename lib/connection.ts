@@ -59,6 +59,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   readonly #handler: ConnectionHandler<D>
   readonly #request: ConnectionRequest
   readonly #socket: Socket
+  /** The TCP socket under the WebSocket. */
+  readonly #tcp: Duplex
   /** Messages received and not yet delivered. */
   readonly #queue: Buffer[] = []
   /** A callback is running: onOpen, or an onMessage whose Promise has not settled. */
@@ -86,9 +88,10 @@ export class WebSocketConnection<D extends DataType = DataType> {
     socket.on('error', onSocketError as Listener)
     socket.on('pong', onSocketPong as Listener)
     // ws closes the connection on an error of the TCP socket without reporting it.
-    const raw = transport as Transport
-    raw[kConnection] = this as unknown as WebSocketConnection<DataType>
-    raw.on('error', onTransportError)
+    const tcp = transport as Transport
+    tcp[kConnection] = this as unknown as WebSocketConnection<DataType>
+    tcp.on('error', onTransportError)
+    this.#tcp = tcp
   }
 
   /** Positive integer, unique within the process, never reused. */
@@ -133,7 +136,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _writeFrame (frame: Frame): boolean {
     const socket = this.#socket
     if (socket.readyState !== OPEN) return false
-    const { _sender: sender, _socket: tcp } = socket as unknown as { _sender: WsSender, _socket: Duplex }
+    const sender = (socket as unknown as { _sender: WsSender })._sender
+    const tcp = this.#tcp
     if (!tcp.writableCorked) {
       tcp.cork()
       if (corked.push(tcp) === 1) process.nextTick(uncorkAll)
@@ -155,8 +159,13 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** Drops the connection past maxBackpressure; notes when it went above half of it. */
   #checkBackpressure (): boolean {
     const socket = this.#socket
-    const buffered = socket.bufferedAmount
+    let buffered = socket.bufferedAmount
     const max = this.#wss._maxBackpressure
+    if (buffered > max && this.#tcp.writableCorked !== 0) {
+      // Bytes our own cork holds (see _writeFrame) say nothing of the peer: flush them first.
+      this.#tcp.uncork()
+      buffered = socket.bufferedAmount
+    }
     if (buffered > max) {
       this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
         'fastify-wss: dropping a connection whose peer reads too slowly')

@@ -199,3 +199,16 @@ t.test('a connection leaves all its topics when it closes, and cannot subscribe 
   t.equal(app.wss.publish('b', 'x'), 0)
   t.equal(ws.subscribe('a'), false)
 })
+
+t.test('a burst of broadcasts in one tick larger than maxBackpressure does not drop a client that reads', async (t) => {
+  const { options, opened } = recorder({ maxBackpressure: 64 * 1024 })
+  const { app, base } = await start(t, options)
+  const ws = await connect(t, `${base}/ws`)
+  const chunk = 'x'.repeat(16 * 1024)
+  const received = messages(ws, 20)
+  const counts: number[] = []
+  for (let i = 0; i < 20; i++) counts.push(app.wss.broadcast(chunk)) // 320 KiB, five times the limit
+  t.same(counts, Array(20).fill(1), 'every broadcast reached the client')
+  t.equal((await received).length, 20)
+  t.equal(opened[0].status, 'Connected')
+})
