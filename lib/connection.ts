@@ -68,6 +68,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #paused = false
   #draining = false
   #onWritten: (() => void) | undefined
+  /** The continuation of an async callback, made once per connection on first need. */
+  #onSettled: (() => void) | undefined
   /** Set when the socket has closed; onTerminate runs once the queue is empty. */
   #closeEvent: TerminateEvent | undefined
   #topics: Set<string> | undefined
@@ -237,7 +239,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _open (): void {
     const pending = invoke(this.#handler, this.#handler.onOpen, this, { type: 'open' }, this, ErrCode.OPEN_FAILED)
     if (pending === undefined) this.#settled()
-    else pending.then(() => this.#settled())
+    else pending.then(this.#onSettled ??= () => this.#settled())
   }
 
   /** @internal Closes with 1001 (Going Away), for the server's shutdown. */
@@ -292,7 +294,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     const pending = invoke(handler, handler.onMessage, this, { type: 'message', data: value }, this, ErrCode.MESSAGE_FAILED)
     if (pending !== undefined) {
       this.#busy = true
-      pending.then(() => this.#settled())
+      pending.then(this.#onSettled ??= () => this.#settled())
     }
   }
 
