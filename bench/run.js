@@ -6,8 +6,8 @@
 //   node bench/run.js echo memory    some scenarios: echo, broadcast, memory, object, nobufferutil
 //
 // Environment: ROUNDS (3), DURATION (measured window of an echo, ms, 1500),
-// WARMUP (ms, 300), VARIANTS (comma-separated subset), PROFILE=1 (servers run
-// with --cpu-prof, profiles in bench/profiles/).
+// WARMUP (ms, 300), VARIANTS (comma-separated subset), PROFILE=1 (the V8
+// profiler records each server's measured windows into bench/profiles/).
 //
 // The compared figure is the server process's CPU time (user + system, from
 // process.cpuUsage() read before and after each measured window) per
@@ -119,7 +119,7 @@ async function startServer (variant, dataType, env) {
   const execArgv = ['--expose-gc']
   if (PROFILE) {
     mkdirSync(here('profiles'), { recursive: true })
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${here('profiles')}`)
+    env = { ...process.env, ...env, PROFILE_DIR: here('profiles') }
   }
   const server = child(here('server.js'), [variant, dataType], { env, execArgv })
   const { port } = await server.ready

@@ -2,7 +2,9 @@
 //   node --expose-gc bench/server.js <variant> <dataType>
 // Replies to { id, cmd }: 'cpu' (process.cpuUsage), 'rss' (after GC),
 // 'broadcast' (count messages of size bytes to every client), 'exit'.
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { Session } from 'node:inspector/promises'
 import { setImmediate as tick } from 'node:timers/promises'
 
 const [variant, dataType = 'text'] = process.argv.slice(2)
@@ -96,12 +98,35 @@ async function collect () {
   }
 }
 
+// With PROFILE_DIR set, each measured window (between two 'cpu' reads) is
+// recorded by the V8 profiler into PROFILE_DIR, one .cpuprofile per window.
+const profileDir = process.env.PROFILE_DIR
+let session
+let windows = 0
+
+async function toggleProfile () {
+  if (!session) {
+    session = new Session()
+    session.connect()
+    await session.post('Profiler.enable')
+    await session.post('Profiler.setSamplingInterval', { interval: 100 })
+    await session.post('Profiler.start')
+    return
+  }
+  const { profile } = await session.post('Profiler.stop')
+  session.disconnect()
+  session = undefined
+  const name = `${variant.replace(/\W/g, '_')}-${dataType}-${process.pid}-${++windows}.cpuprofile`
+  writeFileSync(`${profileDir}/${name}`, JSON.stringify(profile))
+}
+
 const server = await variants[variant]()
 
 process.on('message', async ({ id, cmd, count, size }) => {
   switch (cmd) {
     case 'cpu':
       process.send({ id, cpu: process.cpuUsage() })
+      if (profileDir) await toggleProfile()
       break
     case 'rss': {
       await collect()
