@@ -18,6 +18,7 @@ import {
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
+import type { Upgrades } from './upgrades.js'
 
 /** Options of `broadcast` and `publish`. */
 export interface SendOptions<D extends DataType = DataType> {
@@ -52,6 +53,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   #terminating: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
   readonly #adapter: WssAdapter | undefined
+  readonly #upgrades: Pick<Upgrades, 'taken'>
   /** @internal */
   readonly _log: FastifyBaseLogger
   /** @internal */
@@ -62,7 +64,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger) {
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>) {
     this.#handler = options.handler
     this.#dataType = options.dataType
     this.#path = options.path
@@ -70,6 +72,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     this.#maxConnections = options.maxConnections
     this.#originAllowed = options.originAllowed
     this.#adapter = options.adapter
+    this.#upgrades = upgrades
     this._maxPendingMessages = options.maxPendingMessages
     this._maxBackpressure = options.maxBackpressure
     this._log = log
@@ -216,44 +219,56 @@ export class WebSocketServer<D extends DataType = DataType> {
 
   /**
    * @internal Admission of an upgrade request, before the 101: limits, origin,
-   * onConnection, then the upgrade. A refusal is thrown with its HTTP status.
+   * onConnection, then the upgrade. `done` gets the refusal, its HTTP status
+   * set on the reply, or nothing once the reply is hijacked for the upgrade.
+   * A synchronous onConnection is called and answered in the same tick.
    */
-  async _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer): Promise<void> {
-    if (this.#state !== State.Open) throw new WssUnavailableError('is terminated')
+  _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer, done: (error?: Error) => void): void {
+    if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
     if (this.#connections.size + this.#handshakes >= this.#maxConnections) {
-      throw new WssUnavailableError('has reached maxConnections')
+      return done(new WssUnavailableError('has reached maxConnections'))
     }
     const origin = request.headers.origin
     if (origin !== undefined && this.#originAllowed !== undefined && !this.#originAllowed(origin)) {
-      throw new WssOriginNotAllowedError(origin)
+      return done(new WssOriginNotAllowedError(origin))
     }
-    if (String(request.headers.upgrade).toLowerCase() !== 'websocket') throw new WssNotWebSocketError()
+    if (String(request.headers.upgrade).toLowerCase() !== 'websocket') return done(new WssNotWebSocketError())
     const connectionRequest = buildRequest(request)
-    this.#handshakes++
+    let result: ConnectionHandler<D> | null | undefined | PromiseLike<ConnectionHandler<D> | null | undefined>
     try {
-      let handler: ConnectionHandler<D> | null | undefined
-      try {
-        handler = await this.#handler.onConnection(this, { type: 'connection', request: connectionRequest })
-      } catch (err) {
-        throw this.#refusal(err, reply)
-      }
-      if (handler === null || handler === undefined) throw new WssConnectionRefusedError()
-      if (typeof handler.onMessage !== 'function') {
-        const error = new WssInvalidConnectionHandlerError()
-        this._fail(ErrCode.INVALID_CONNECTION_HANDLER, error)
-        throw error
-      }
-      if (this.#state !== State.Open) throw new WssUnavailableError('is terminated')
-      reply.hijack()
-      const accepted = handler
-      this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
-        // The HTTP response object is no longer needed once the socket is upgraded.
-        if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
-        this.#accept(ws, accepted, connectionRequest, socket)
-      })
-    } finally {
-      this.#handshakes--
+      result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest })
+    } catch (err) {
+      return done(this.#refusal(err, reply))
     }
+    if (!isThenable(result)) return this.#upgrade(result, request, reply, socket, head, connectionRequest, done)
+    this.#handshakes++
+    Promise.resolve(result).then((handler) => {
+      this.#handshakes--
+      this.#upgrade(handler, request, reply, socket, head, connectionRequest, done)
+    }, (err: unknown) => {
+      this.#handshakes--
+      done(this.#refusal(err, reply))
+    })
+  }
+
+  /** The answer of onConnection: a connection handler upgrades the request, anything else refuses it. */
+  #upgrade (handler: ConnectionHandler<D> | null | undefined, request: FastifyRequest, reply: FastifyReply,
+    socket: Duplex, head: Buffer, connectionRequest: ConnectionRequest, done: (error?: Error) => void): void {
+    if (handler === null || handler === undefined) return done(new WssConnectionRefusedError())
+    if (typeof handler.onMessage !== 'function') {
+      const error = new WssInvalidConnectionHandlerError()
+      this._fail(ErrCode.INVALID_CONNECTION_HANDLER, error)
+      return done(error)
+    }
+    if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
+    reply.hijack()
+    this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
+      this.#upgrades.taken(socket)
+      // The HTTP response object is no longer needed once the socket is upgraded.
+      if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
+      this.#accept(ws, handler, connectionRequest, socket)
+    })
+    done()
   }
 
   /** The error onConnection threw, with the reply's status set from it; 5xx also go to onError. */
@@ -299,6 +314,10 @@ export class WebSocketServer<D extends DataType = DataType> {
     const [entry] = event.errors
     this._log.error({ err: entry.error, errCode: entry.errCode, connectionId: connection?.id }, `fastify-wss: ${entry.message}`)
   }
+}
+
+function isThenable<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function'
 }
 
 /** A status in 400–599, read as Fastify's error handler reads it (a numeric string counts), so both agree. */
