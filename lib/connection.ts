@@ -40,7 +40,7 @@ interface WsSender {
 
 let lastId = 0
 
-/** The sockets `_writeFrame` corked in this tick, uncorked together at its end. */
+/** The sockets written to in this tick, uncorked together at its end. */
 let corked: Duplex[] = []
 
 function uncorkAll (): void {
@@ -124,26 +124,35 @@ export class WebSocketConnection<D extends DataType = DataType> {
    */
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    this.#socket.send(encode(this.#wss.dataType, message), this.#afterWrite())
+    const data = encode(this.#wss.dataType, message)
+    this.#cork()
+    this.#socket.send(data, this.#afterWrite())
     return this.#checkBackpressure()
+  }
+
+  /**
+   * Holds the TCP socket's writes until the end of the tick, so that the
+   * messages sent to one peer in a tick (the answers to a batch of messages
+   * read together, a burst of broadcasts) leave in one system call.
+   */
+  #cork (): void {
+    const tcp = this.#tcp
+    if (tcp.writableCorked !== 0) return
+    tcp.cork()
+    if (corked.push(tcp) === 1) process.nextTick(uncorkAll)
   }
 
   /**
    * @internal Writes a frame made once for many sockets (broadcast, publish).
    * When ws's sender is busy (compressing, say), the payload is queued
    * behind what it holds instead, so the order of messages is kept.
-   * The TCP socket is corked until the end of the tick, so that a burst of
-   * broadcasts leaves in one write per socket rather than one per message.
+   * The TCP socket is corked until the end of the tick (see #cork).
    */
   _writeFrame (frame: Frame): boolean {
     const socket = this.#socket
     if (socket.readyState !== OPEN) return false
     const sender = (socket as unknown as { _sender: WsSender })._sender
-    const tcp = this.#tcp
-    if (!tcp.writableCorked) {
-      tcp.cork()
-      if (corked.push(tcp) === 1) process.nextTick(uncorkAll)
-    }
+    this.#cork()
     if (sender._state === 0) {
       sender.sendFrame(frame.list, this.#afterWrite())
     } else {

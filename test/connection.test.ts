@@ -156,6 +156,20 @@ t.test('under dataType object, send() JSON-encodes a string too', async (t) => {
   ])
 })
 
+t.test('the messages sent to a connection in one tick wait until its end, then leave together, in order', async (t) => {
+  const { open } = await serve(t)
+  const { client, conn } = await open()
+  const received = frames(client, 3)
+  t.equal(conn.bufferedAmount, 0)
+  conn.send('one')
+  conn.send('two')
+  conn.send('three')
+  t.equal(conn.bufferedAmount, 5 + 5 + 7, 'the three frames are held for one write')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(conn.bufferedAmount, 0, 'written once the tick has ended')
+  t.same((await received).map(({ text }) => text), ['one', 'two', 'three'])
+})
+
 t.test('send() of a value JSON cannot encode throws a TypeError FST_WSS_NOT_SERIALIZABLE and sends nothing', async (t) => {
   const { open } = await serve(t)
   const { client, conn } = await open()

@@ -312,9 +312,14 @@ t.test('onDrain is called, as a method, with (ws, { type: "drain" }) once a paus
   const drained = deferred<{ self: unknown, args: any[] }>()
   let drains = 0
   const connectionHandler = {
-    onMessage (ws: any) {
+    async onMessage (ws: any) {
       const chunk = 'x'.repeat(16 * 1024)
-      for (let i = 0; i < MAX_FLOOD_MESSAGES && ws.bufferedAmount <= 128 * 1024; i++) ws.send(chunk)
+      // One message per tick: what a tick sends is written at its end, so
+      // bufferedAmount grows only once the kernel's buffers are full.
+      for (let i = 0; i < MAX_FLOOD_MESSAGES && ws.bufferedAmount <= 128 * 1024; i++) {
+        ws.send(chunk)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
       filled.resolve(ws.bufferedAmount)
     },
     onDrain (...args: any[]) {
