@@ -347,14 +347,31 @@ Headers.prototype = Object.create(null)
 
 function collectHeaders (request: FastifyRequest): ConnectionRequest['headers'] {
   const headers = new Headers()
+  const parsed = request.raw.headers
   const raw = request.raw.rawHeaders
   if (raw === undefined) {
     // app.injectWS builds a request without rawHeaders
-    for (const [name, value] of Object.entries(request.raw.headers)) {
+    for (const [name, value] of Object.entries(parsed)) {
       headers[name.toLowerCase()] = Array.isArray(value) ? value : String(value)
     }
     return headers
   }
+  // Node's own object, already parsed, has the same names and values when no
+  // header was sent twice: copy it, rather than lower-case every name again.
+  let count = 0
+  for (const name of Object.keys(parsed)) {
+    const value = parsed[name]
+    if (typeof value !== 'string') break
+    headers[name] = value
+    count++
+  }
+  if (count * 2 === raw.length) return headers
+  return fromRawHeaders(raw)
+}
+
+/** Headers with the repeated ones as arrays, in order. */
+function fromRawHeaders (raw: string[]): ConnectionRequest['headers'] {
+  const headers = new Headers()
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase()
     const value = raw[i + 1]

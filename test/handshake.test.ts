@@ -45,6 +45,16 @@ t.test('the request headers are lower-cased, and a header sent several times is 
   for (const name of Object.keys(request.headers)) t.equal(name, name.toLowerCase())
 })
 
+t.test('each request header sent once is a string, set-cookie and duplicates of single-value headers included', async (t) => {
+  const request = await capture(t, '/chat', '/chat', {
+    headers: { 'X-Once': 'only', 'Set-Cookie': 'a=1', 'User-Agent': ['first', 'second'] }
+  })
+  t.equal(request.headers['x-once'], 'only')
+  t.equal(request.headers['set-cookie'], 'a=1', 'a string, where Node would give an array')
+  t.same(request.headers['user-agent'], ['first', 'second'], 'both, where Node would keep the first only')
+  t.equal(request.headers.upgrade, 'websocket')
+})
+
 t.test('the request query parses a repeated key as an array, and url is the request target exactly', async (t) => {
   const request = await capture(t, '/upper', '/upper?name=ryan&x=1&x=2')
   t.same({ ...request.query }, { name: 'ryan', x: ['1', '2'] })
