@@ -5,7 +5,7 @@
 //   npm run bench                    every scenario (build first)
 //   node bench/run.js echo memory    some scenarios: echo, broadcast, memory, object, nobufferutil
 //
-// Environment: ROUNDS (3), DURATION (measured window of an echo, ms, 1500),
+// Environment: ROUNDS (5), DURATION (measured window of an echo, ms, 3000),
 // WARMUP (ms, 300), VARIANTS (comma-separated subset), PROFILE=1 (the V8
 // profiler records each server's measured windows into bench/profiles/).
 //
@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url'
 import { renderChart, renderMarkdown } from './report.js'
 
 const here = (file) => fileURLToPath(new URL(file, import.meta.url))
-const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const DURATION = Number(process.env.DURATION ?? 1500)
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
+const DURATION = Number(process.env.DURATION ?? 3000)
 const WARMUP = Number(process.env.WARMUP ?? 300)
 const PROFILE = process.env.PROFILE === '1'
 const allVariants = ['fastify-wss', 'ws', '@fastify/websocket', 'socket.io']
