@@ -262,12 +262,17 @@ export class WebSocketServer<D extends DataType = DataType> {
     }
     if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
     reply.hijack()
-    this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
-      this.#upgrades.taken(socket)
-      // The HTTP response object is no longer needed once the socket is upgraded.
-      if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
-      this.#accept(ws, handler, connectionRequest, socket)
-    })
+    try {
+      this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
+        this.#upgrades.taken(socket)
+        // The HTTP response object is no longer needed once the socket is upgraded.
+        if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
+        this.#accept(ws, handler, connectionRequest, socket)
+      })
+    } catch (err) {
+      // ws refuses a socket that other code upgraded meanwhile: that code owns it now.
+      this._fail(ErrCode.CONNECTION_FAILED, err)
+    }
     done()
   }
 

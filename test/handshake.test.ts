@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer as WsServer } from 'ws'
 import wssPlugin, { type ConnectionRequest, type ServerErrorEvent, type WSSHandler, type WebSocketServer } from '../lib/index.js'
 import { connect, deferred, listen, messages, refusal, start } from './helpers/index.js'
 import { attempt, httpUrl, rawRequest } from './helpers/http.js'
@@ -579,4 +579,35 @@ t.test('app.injectWS rejects for a refused connection', async (t) => {
   await app.ready()
   await t.rejects(app.injectWS('/chat'), /403/)
   t.same(app.wss.connections, [])
+})
+
+t.test('an upgrade that other code completed while an async onConnection ran is reported to onError (100), and the other code keeps the socket', async (t) => {
+  const gate = deferred()
+  const reported = deferred<ServerErrorEvent<any>>()
+  const { app, base } = await start(t, {
+    path: '/ws',
+    handler: {
+      async onConnection () {
+        await gate.promise
+        return { onMessage () {} }
+      },
+      onError (_wss, event) { reported.resolve(event) }
+    }
+  })
+  // A second upgrader on the same HTTP server, a misconfiguration.
+  const other = new WsServer({ noServer: true })
+  t.teardown(() => other.close())
+  app.server.on('upgrade', (req, socket, head) => {
+    other.handleUpgrade(req, socket, head, (ws) => ws.send('from the other server'))
+  })
+  const client = await connect(t, `${base}/ws`)
+  const [first] = await messages(client, 1)
+  t.equal(first, 'from the other server')
+  gate.resolve()
+  const event = await reported.promise
+  t.equal(event.errors[0].errCode, 100)
+  t.match(event.errors[0].message, /handleUpgrade/)
+  t.equal(app.wss.connections.length, 0, 'not counted as a connection of the plugin')
+  client.send('still open')
+  t.equal(client.readyState, WebSocket.OPEN, 'the other code\'s connection is left alone')
 })
