@@ -9,7 +9,7 @@ export const componentSignature = 'fastify-wss'
  * 4xx: the socket and the protocol; 5xx: the cluster adapter.
  */
 export const ErrCode = {
-  /** `onConnection` threw or rejected with a 5xx (or a non-HTTP) error. */
+  /** `onConnection` threw or rejected with a 5xx (or a non-HTTP) error; or other code upgraded the socket meanwhile. */
   CONNECTION_FAILED: 100,
   /** `onConnection` returned an object without an `onMessage` function. */
   INVALID_CONNECTION_HANDLER: 101,
