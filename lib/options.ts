@@ -28,8 +28,9 @@ export interface WssPluginOptions<D extends DataType = DataType> {
   /** How long `terminate()` waits for the peer's close frame before destroying the socket, in ms. Default 5000. */
   closeTimeout?: number
   /**
-   * Most time in ms an upgrade socket may stay idle before it is upgraded
-   * (hooks and onConnection included); then it is destroyed. Default 10000.
+   * Most time in ms from an upgrade request to its 101 (hooks and
+   * onConnection included); then its socket is destroyed. With several
+   * servers on one app, the shortest applies to all. Default 10000.
    */
   handshakeTimeout?: number
   /** Origins allowed to connect; others get 403. Requests without `Origin` are let through. Default: any. */
