@@ -114,10 +114,15 @@ export function invoke (target: object, fn: unknown, a: unknown, b: unknown, sin
     sink._fail(errCode, err)
     return undefined
   }
-  if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-    return Promise.resolve(result as PromiseLike<unknown>).then(noop, (err: unknown) => sink._fail(errCode, err))
+  if (isThenable(result)) {
+    return Promise.resolve(result).then(noop, (err: unknown) => sink._fail(errCode, err))
   }
   return undefined
+}
+
+/** Whether a callback's result is to be awaited: a Promise, or any object with a `then` method. */
+export function isThenable<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function'
 }
 
 function noop (): void {}

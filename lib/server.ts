@@ -13,6 +13,7 @@ import {
   WssUnavailableError,
   errorEntry,
   invoke,
+  isThenable,
   toError,
   type ErrorSink
 } from './errors.js'
@@ -319,10 +320,6 @@ export class WebSocketServer<D extends DataType = DataType> {
     const [entry] = event.errors
     this._log.error({ err: entry.error, errCode: entry.errCode, connectionId: connection?.id }, `fastify-wss: ${entry.message}`)
   }
-}
-
-function isThenable<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
-  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function'
 }
 
 /** A status in 400–599, read as Fastify's error handler reads it (a numeric string counts), so both agree. */
