@@ -1,3 +1,4 @@
+import secureJson from 'secure-json-parse'
 import { WssInvalidJsonError, WssNotSerializableError } from './errors.js'
 
 /** What `onMessage` receives and how `send` encodes: see the README, "dataType". */
@@ -12,19 +13,58 @@ export type Payload = string | Buffer | ArrayBuffer | ArrayBufferView
 
 export const dataTypes: readonly DataType[] = ['text', 'blob', 'object']
 
+/** How `__proto__` and `constructor.prototype` keys are handled, as Fastify's options of the same names say. */
+export type PoisoningAction = 'error' | 'remove' | 'ignore'
+
+/** What decoding an `object` message obeys: the app's poisoning options, and the deepest nesting. */
+export interface JsonRules {
+  protoAction: PoisoningAction
+  constructorAction: PoisoningAction
+  maxDepth: number
+}
+
 /**
  * Decodes a received message. `ws` hands over a `Buffer` for text and binary
  * frames alike; text frames were already checked to be valid UTF-8.
- * Throws a coded error when an `object` message is not JSON.
+ * Throws a coded error when an `object` message is not JSON, nests deeper
+ * than `rules.maxDepth`, or has a key the poisoning rules refuse.
  */
-export function decode (dataType: DataType, data: Buffer): unknown {
+export function decode (dataType: DataType, data: Buffer, rules: JsonRules): unknown {
   if (dataType === 'text') return data.toString()
   if (dataType === 'blob') return data
+  const text = data.toString()
+  if (text.length > 2 * rules.maxDepth && nestsDeeper(text, rules.maxDepth)) {
+    throw new WssInvalidJsonError(`it nests deeper than maxDepth (${rules.maxDepth})`)
+  }
   try {
-    return JSON.parse(data.toString())
+    return secureJson.parse(text, null, rules)
   } catch (err) {
     throw new WssInvalidJsonError((err as Error).message, { cause: err })
   }
+}
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max`, read before
+ * parsing: a deep message costs the parser far more time than its size says.
+ * Brackets inside strings do not count.
+ */
+export function nestsDeeper (text: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return false
 }
 
 /**

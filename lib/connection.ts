@@ -1,11 +1,15 @@
 import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import { decode, encode, type DataType, type Frame } from './codec.js'
+import { Inbound, Pause } from './inbound.js'
+import { COUNTED_FROM, Outbound } from './outbound.js'
 import {
   ErrCode,
   WssCloseMessageTooLongError,
   WssInvalidCloseCodeError,
   WssInvalidTopicError,
+  WssMessagesDroppedError,
+  WssRateLimitedError,
   errorEntry,
   invoke,
   toError
@@ -32,22 +36,14 @@ const kConnection = Symbol('fastify-wss.connection')
 type Socket = WebSocket & { [kConnection]: WebSocketConnection<DataType> }
 type Transport = Duplex & { [kConnection]: WebSocketConnection<DataType> }
 type Listener = (this: WebSocket, ...args: any[]) => void
-/** The part of ws's (internal) Sender that writes a ready frame. */
-interface WsSender {
-  _state: number
-  sendFrame (list: Buffer[], cb?: () => void): void
-}
+
+/** What a callback in progress is, for the report of a shutdown that could not wait for it. */
+type Pending = 'onOpen' | 'onMessage' | 'onTerminate' | undefined
+
+/** The socket of a connection that never opened: the client left, or the server closed, during onConnection. */
+const neverOpened = { readyState: 3, bufferedAmount: 0 } as unknown as WebSocket
 
 let lastId = 0
-
-/** The sockets written to in this tick, uncorked together at its end. */
-let corked: Duplex[] = []
-
-function uncorkAll (): void {
-  const sockets = corked
-  corked = []
-  for (const tcp of sockets) tcp.uncork()
-}
 
 /**
  * One client connection. Created by the plugin when `onConnection` returns a
@@ -59,30 +55,43 @@ export class WebSocketConnection<D extends DataType = DataType> {
   readonly #handler: ConnectionHandler<D>
   readonly #request: ConnectionRequest
   readonly #socket: Socket
-  /** The TCP socket under the WebSocket. */
-  readonly #tcp: Duplex
-  /** Messages received and not yet delivered. */
-  readonly #queue: Buffer[] = []
-  /** A callback is running: onOpen, or an onMessage whose Promise has not settled. */
-  #busy = true
-  #paused = false
+  /** @internal Messages received and not yet delivered, and the pausing of reads. */
+  readonly _inbound: Inbound
+  readonly #outbound: Outbound
+  /** The callback running: onOpen, or an onMessage whose Promise has not settled. */
+  #pending: Pending = 'onOpen'
+  /** Reading is paused until the outbound buffer is back under half of maxBackpressure; onDrain is due then. */
   #draining = false
-  #onWritten: (() => void) | undefined
   /** The continuation of an async callback, made once per connection on first need. */
   #onSettled: (() => void) | undefined
   /** Set when the socket has closed; onTerminate runs once the queue is empty. */
   #closeEvent: TerminateEvent | undefined
+  /** onTerminate has been called. */
+  #ended = false
+  /** Messages read in the current rateLimit window, and when it ends. */
+  #rateCount = 0
+  #rateWindowEnd = 0
+  #rateTimer: NodeJS.Timeout | undefined
+  /** Drops what is still queued closeTimeout after the close. */
+  #dropTimer: NodeJS.Timeout | undefined
   #topics: Set<string> | undefined
   /** @internal Whether the peer answered the last ping. */
   _alive = true
+  /** @internal When the log last showed an error this client caused, and how many it has not shown since. */
+  _logged = 0
+  /** @internal */
+  _suppressed = 0
 
   /** @internal */
-  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex) {
+  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex | undefined) {
     this.#id = ++lastId
     this.#wss = wss
     this.#handler = handler
     this.#request = request
     this.#socket = socket as Socket
+    this._inbound = new Inbound(socket, wss._maxPendingMessages, wss._maxPendingBytes)
+    this.#outbound = new Outbound(socket, transport as Duplex)
+    if (transport === undefined) return
     this.#socket[kConnection] = this as unknown as WebSocketConnection<DataType>
     // Shared listeners, with the socket as `this`: no closures per connection.
     socket.on('message', onSocketMessage as Listener)
@@ -93,7 +102,13 @@ export class WebSocketConnection<D extends DataType = DataType> {
     const tcp = transport as Transport
     tcp[kConnection] = this as unknown as WebSocketConnection<DataType>
     tcp.on('error', onTransportError)
-    this.#tcp = tcp
+    tcp.on('drain', onTransportDrain)
+    tcp.on('close', onTransportClose)
+  }
+
+  /** @internal A connection whose handler `onConnection` returned, but that never opened. */
+  static _neverOpened<D extends DataType> (wss: WebSocketServer<D>, handler: ConnectionHandler<D>, request: ConnectionRequest): WebSocketConnection<D> {
+    return new WebSocketConnection(wss, neverOpened, handler, request, undefined)
   }
 
   /** Positive integer, unique within the process, never reused. */
@@ -124,74 +139,72 @@ export class WebSocketConnection<D extends DataType = DataType> {
    */
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    const data = encode(this.#wss.dataType, message)
-    this.#cork()
-    this.#socket.send(data, this.#afterWrite())
+    this.#outbound.send(encode(this.#wss.dataType, message), undefined)
     return this.#checkBackpressure()
   }
 
-  /**
-   * Holds the TCP socket's writes until the end of the tick, so that the
-   * messages sent to one peer in a tick (the answers to a batch of messages
-   * read together, a burst of broadcasts) leave in one system call.
-   */
-  #cork (): void {
-    const tcp = this.#tcp
-    if (tcp.writableCorked !== 0) return
-    tcp.cork()
-    if (corked.push(tcp) === 1) process.nextTick(uncorkAll)
-  }
-
-  /**
-   * @internal Writes a frame made once for many sockets (broadcast, publish).
-   * When ws's sender is busy (compressing, say), the payload is queued
-   * behind what it holds instead, so the order of messages is kept.
-   * The TCP socket is corked until the end of the tick (see #cork).
-   */
+  /** @internal Writes a frame made once for many sockets (broadcast, publish). */
   _writeFrame (frame: Frame): boolean {
-    const socket = this.#socket
-    if (socket.readyState !== OPEN) return false
-    const sender = (socket as unknown as { _sender: WsSender })._sender
-    this.#cork()
-    if (sender._state === 0) {
-      sender.sendFrame(frame.list, this.#afterWrite())
-    } else {
-      socket.send(frame.payload, { binary: frame.binary, compress: false }, this.#afterWrite())
-    }
+    if (this.#socket.readyState !== OPEN) return false
+    this.#outbound.sendFrame(frame, undefined)
     return this.#checkBackpressure()
   }
 
-  /** The write callback: only needed to notice the drain, when there is an onDrain. */
-  #afterWrite (): (() => void) | undefined {
-    if (this.#handler.onDrain === undefined) return undefined
-    return (this.#onWritten ??= () => this.#checkDrain())
-  }
-
-  /** Drops the connection past maxBackpressure; notes when it went above half of it. */
+  /**
+   * After a write: drops the connection past maxBackpressure; above half of
+   * it, stops reading the peer until its buffer drains; keeps the server's
+   * count of outbound bytes.
+   */
   #checkBackpressure (): boolean {
-    const socket = this.#socket
-    let buffered = socket.bufferedAmount
+    const outbound = this.#outbound
+    let buffered = outbound.buffered
+    if (buffered < COUNTED_FROM && outbound.counted === 0) return true
     const max = this.#wss._maxBackpressure
-    if (buffered > max && this.#tcp.writableCorked !== 0) {
-      // Bytes our own cork holds (see _writeFrame) say nothing of the peer: flush them first.
-      this.#tcp.uncork()
-      buffered = socket.bufferedAmount
-    }
+    // Bytes our own cork holds say nothing of the peer: flush them first.
+    if (buffered > max) buffered = outbound.unread
     if (buffered > max) {
       this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
         'fastify-wss: dropping a connection whose peer reads too slowly')
-      socket.terminate()
+      this.#count(0)
+      this.#socket.terminate()
       return false
     }
-    if (buffered > max / 2) this.#draining = true
+    this.#count(buffered)
+    if (buffered > max / 2 && (this._inbound.reasons & Pause.Outbound) === 0) {
+      this.#draining = true
+      this._inbound.pause(Pause.Outbound)
+      // Bytes held by ws's sender (compressing) are not the TCP socket's, whose 'drain' may then not come.
+      if (!outbound.awaitingDrain) setTimeout(onDrainPoll, 20, this).unref()
+    }
     return true
   }
 
-  #checkDrain (): void {
-    if (this.#draining && this.#socket.bufferedAmount <= this.#wss._maxBackpressure / 2) {
-      this.#draining = false
-      invoke(this.#handler, this.#handler.onDrain, this, { type: 'drain' }, this, ErrCode.DRAIN_FAILED)
+  /** Counts the outbound bytes against maxBufferedBytes, from COUNTED_FROM up. */
+  #count (buffered: number): void {
+    const counted = buffered < COUNTED_FROM ? 0 : buffered
+    const outbound = this.#outbound
+    if (counted === outbound.counted) return
+    this.#wss._hold(counted - outbound.counted, this)
+    outbound.counted = counted
+  }
+
+  /** @internal The TCP socket drained (or the poll found the sender's bytes written). */
+  _drained (): void {
+    const buffered = this.#outbound.buffered
+    this.#count(buffered)
+    if (!this.#draining) return
+    if (buffered > this.#wss._maxBackpressure / 2) {
+      if (!this.#outbound.awaitingDrain) setTimeout(onDrainPoll, 20, this).unref()
+      return
     }
+    this.#draining = false
+    this._inbound.resume(Pause.Outbound)
+    invoke(this.#handler, this.#handler.onDrain, this, { type: 'drain' }, this, ErrCode.DRAIN_FAILED)
+  }
+
+  /** @internal The bytes this connection holds: its queue and its outbound buffer. */
+  get _holding (): number {
+    return this._inbound.bytes + this.#outbound.counted
   }
 
   /** The topics this connection is subscribed to: a new array on each read. */
@@ -251,19 +264,19 @@ export class WebSocketConnection<D extends DataType = DataType> {
     else pending.then(this.#onSettled ??= () => this.#settled())
   }
 
-  /** @internal Closes with 1001 (Going Away), for the server's shutdown. */
-  _goAway (): void {
-    if (this.#socket.readyState === OPEN) this.#socket.close(1001)
+  /** @internal Closes with `code` (1001, Going Away, for the server's shutdown) or a limit's 1008. */
+  _goAway (code = 1001): void {
+    if (this.#socket.readyState === OPEN) this.#socket.close(code)
   }
 
   /**
    * @internal Pings; destroys the socket when the previous ping got no pong.
-   * Skipped while reading is paused (maxPendingMessages): a pong cannot be
-   * read then, and the peer is not at fault.
+   * Skipped while reading is paused: a pong cannot be read then, and the
+   * peer is not at fault.
    */
   _heartbeat (): void {
     const socket = this.#socket
-    if (socket.readyState !== OPEN || this.#paused) return
+    if (socket.readyState !== OPEN || this._inbound.paused) return
     if (!this._alive) {
       socket.terminate()
       return
@@ -272,54 +285,76 @@ export class WebSocketConnection<D extends DataType = DataType> {
     socket.ping()
   }
 
-  /** @internal Messages waiting for onMessage, and whether reading is paused: for tests. */
-  get _inbound (): { queued: number, paused: boolean } {
-    return { queued: this.#queue.length, paused: this.#paused }
-  }
-
-  /** @internal */
-  _receive (data: Buffer): void {
-    const queue = this.#queue
-    if (this.#busy || queue.length !== 0) {
-      queue.push(data)
-      if (!this.#paused && queue.length >= this.#wss._maxPendingMessages) {
-        this.#paused = true
-        this.#socket.pause()
-      }
+  /** @internal A message from the peer (ws's 'message'). */
+  _receive (data: Buffer, binary: boolean): void {
+    const limit = this.#wss._rateLimit
+    if (limit !== undefined && !this.#withinRate(limit)) return
+    const inbound = this._inbound
+    if (this.#pending !== undefined || inbound.length !== 0) {
+      inbound.push(data, binary)
+      this.#wss._hold(data.length, this)
       return
     }
-    this.#deliver(data)
+    this.#deliver(data, binary)
   }
 
-  #deliver (data: Buffer): void {
+  /** Counts the message against rateLimit: pauses at the limit, or closes past it. */
+  #withinRate (limit: NonNullable<WebSocketServer<D>['_rateLimit']>): boolean {
+    const now = Date.now()
+    if (now >= this.#rateWindowEnd) {
+      this.#rateWindowEnd = now + limit.timeWindow
+      this.#rateCount = 0
+    }
+    if (++this.#rateCount < limit.max) return true
+    if (limit.action === 'close') {
+      if (this.#rateCount === limit.max) return true
+      if (this.#rateCount === limit.max + 1) {
+        this._fail(ErrCode.RATE_LIMITED, new WssRateLimitedError(limit.max, limit.timeWindow))
+        this._goAway(1008)
+      }
+      return false
+    }
+    this._inbound.pause(Pause.Rate)
+    clearTimeout(this.#rateTimer)
+    this.#rateTimer = setTimeout(onRateWindow, this.#rateWindowEnd - now, this)
+    return true
+  }
+
+  /** @internal The rateLimit window that paused reading is over. */
+  _rateWindow (): void {
+    this._inbound.resume(Pause.Rate)
+  }
+
+  #deliver (data: Buffer, binary: boolean): void {
     let value: unknown
     try {
-      value = decode(this.#wss.dataType, data)
+      value = decode(this.#wss.dataType, data, this.#wss._json)
     } catch (err) {
       this._fail(ErrCode.INVALID_JSON, err)
       return
     }
     const handler = this.#handler
-    const pending = invoke(handler, handler.onMessage, this, { type: 'message', data: value }, this, ErrCode.MESSAGE_FAILED)
+    const pending = invoke(handler, handler.onMessage, this, { type: 'message', data: value, binary }, this, ErrCode.MESSAGE_FAILED)
     if (pending !== undefined) {
-      this.#busy = true
+      this.#pending = 'onMessage'
       pending.then(this.#onSettled ??= () => this.#settled())
     }
   }
 
   /** A callback has settled: deliver what waits, then end if the socket is closed. */
   #settled (): void {
-    this.#busy = false
-    const queue = this.#queue
-    while (!this.#busy && queue.length !== 0) {
-      this.#deliver(queue.shift() as Buffer)
-      if (this.#paused && queue.length <= this.#wss._maxPendingMessages / 2) {
-        this.#paused = false
-        this._alive = true // its pong may still wait unread: a fresh interval to answer
-        this.#socket.resume()
-      }
+    if (this.#ended) return
+    this.#pending = undefined
+    const inbound = this._inbound
+    while (this.#pending === undefined && inbound.length !== 0) {
+      const binary = inbound.nextBinary
+      const data = inbound.shift()
+      this.#wss._hold(-data.length, this)
+      this.#deliver(data, binary)
     }
-    if (!this.#busy && this.#closeEvent !== undefined) this.#end()
+    if (this.#pending !== undefined) return
+    if (this.#dropTimer !== undefined) this.#release()
+    if (this.#closeEvent !== undefined) this.#end()
   }
 
   /** @internal The socket has closed (ws's 'close'). */
@@ -329,16 +364,85 @@ export class WebSocketConnection<D extends DataType = DataType> {
       for (const topic of this.#topics) this.#wss._unsubscribe(topic, this)
       this.#topics = undefined
     }
+    this.#count(0)
+    clearTimeout(this.#rateTimer)
     this.#wss._remove(this)
-    if (!this.#busy && this.#queue.length === 0) this.#end()
+    if (this.#ended) return
+    if (this.#pending === undefined && this._inbound.length === 0) {
+      this.#end()
+      return
+    }
+    // Closing does not escape the bounds: the slot and the bytes stay held
+    // until the queue is delivered, or dropped closeTimeout from now.
+    if (this._inbound.length !== 0) {
+      this.#wss._holdSlot(1)
+      this.#dropTimer = setTimeout(onDropTimer, this.#wss._closeTimeout, this)
+    }
   }
 
-  /** Runs once: from _closed when nothing is pending, else after the last pending callback settled. */
+  /** @internal closeTimeout has passed since the close: what is still queued is dropped. */
+  _drop (): void {
+    const bytes = this._inbound.bytes
+    const count = this._inbound.clear()
+    this.#wss._hold(-bytes, this)
+    this.#release()
+    this._fail(ErrCode.MESSAGES_DROPPED, new WssMessagesDroppedError(count))
+    if (this.#pending === undefined) this.#end()
+  }
+
+  /** The queue of a closed connection is delivered or dropped: its slot is free. */
+  #release (): void {
+    clearTimeout(this.#dropTimer)
+    this.#dropTimer = undefined
+    this.#wss._holdSlot(-1)
+  }
+
+  /**
+   * @internal Dropped by the server for holding the most past maxBufferedBytes:
+   * the queue is dropped now and the socket destroyed.
+   */
+  _overload (error: Error): void {
+    const bytes = this._inbound.bytes
+    this._inbound.clear()
+    this.#wss._hold(-bytes, this)
+    this._fail(ErrCode.OVERLOADED, error)
+    this.#socket.terminate()
+  }
+
+  /**
+   * @internal The shutdown deadline has passed: runs onTerminate now if it has
+   * not run, whatever is pending. Returns the callback that was still pending.
+   */
+  _abandon (): Pending {
+    const pending = this.#ended ? 'onTerminate' : this.#pending
+    if (this.#dropTimer !== undefined) this.#release()
+    this._inbound.clear()
+    this.#socket.terminate()
+    if (!this.#ended) {
+      this.#closeEvent ??= { type: 'terminate', code: 1006, reason: undefined }
+      this.#end()
+    }
+    return pending
+  }
+
+  /** @internal Runs onTerminate; from _closed when nothing is pending, else after the last pending callback settled. */
+  _end (event: TerminateEvent): void {
+    this.#closeEvent = event
+    this.#end()
+  }
+
   #end (): void {
+    this.#ended = true
+    this.#pending = 'onTerminate'
     const handler = this.#handler
     const pending = invoke(handler, handler.onTerminate, this, this.#closeEvent, this, ErrCode.TERMINATE_FAILED)
-    if (pending === undefined) this.#wss._finished()
-    else pending.then(() => this.#wss._finished())
+    if (pending === undefined) this.#finish()
+    else pending.then(() => this.#finish())
+  }
+
+  #finish (): void {
+    this.#pending = undefined
+    this.#wss._finished(this)
   }
 
   /** @internal An error of this connection: to its handler's onError, else to the server's. */
@@ -358,8 +462,8 @@ export function checkTopic (topic: unknown): void {
   if (typeof topic !== 'string' || topic.length === 0) throw new WssInvalidTopicError(typeof topic === 'string' ? '""' : typeof topic)
 }
 
-function onSocketMessage (this: Socket, data: Buffer): void {
-  this[kConnection]._receive(data)
+function onSocketMessage (this: Socket, data: Buffer, binary: boolean): void {
+  this[kConnection]._receive(data, binary)
 }
 
 function onSocketClose (this: Socket, code: number, reason: Buffer): void {
@@ -382,4 +486,25 @@ function onTransportError (this: Transport, err: Error): void {
 
 function onSocketPong (this: Socket): void {
   this[kConnection]._alive = true
+}
+
+function onTransportDrain (this: Transport): void {
+  this[kConnection]._drained()
+}
+
+/** The TCP socket closed: `ws` may still hold unparsed data, which is dropped so that its 'close' comes. */
+function onTransportClose (this: Transport): void {
+  this[kConnection]._inbound.discard()
+}
+
+function onDrainPoll (connection: WebSocketConnection<DataType>): void {
+  connection._drained()
+}
+
+function onRateWindow (connection: WebSocketConnection<DataType>): void {
+  connection._rateWindow()
+}
+
+function onDropTimer (connection: WebSocketConnection<DataType>): void {
+  connection._drop()
 }

@@ -33,11 +33,26 @@ export const ErrCode = {
   MESSAGE_TOO_BIG: 401,
   /** The underlying socket failed (reset, broken pipe, ...). */
   SOCKET_ERROR: 410,
+  /** The peer sent more messages than `rateLimit` allows, with `action: 'close'`; closed with 1008. */
+  RATE_LIMITED: 420,
+  /** Messages still queued `closeTimeout` after the connection closed were dropped, undelivered. */
+  MESSAGES_DROPPED: 421,
+  /** The server held more than `maxBufferedBytes` and this connection held the most; closed with 1008. */
+  OVERLOADED: 422,
   /** The cluster adapter failed (publish or subscribe). */
   ADAPTER_FAILED: 500
 } as const
 
 export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]
+
+/**
+ * The errors a client can cause at will: logged at `warn`, without a stack,
+ * at most once per connection per second (SPEC §7).
+ */
+export const clientErrors: ReadonlySet<number> = new Set([
+  ErrCode.INVALID_JSON, 301, ErrCode.PROTOCOL_ERROR, ErrCode.MESSAGE_TOO_BIG,
+  ErrCode.SOCKET_ERROR, ErrCode.RATE_LIMITED, ErrCode.MESSAGES_DROPPED, ErrCode.OVERLOADED
+])
 
 /** One entry of the `errors` array of an error event. */
 export interface WssErrorEntry {
@@ -76,6 +91,13 @@ export const WssInvalidCloseCodeError = createError<[unknown]>(
   'FST_WSS_INVALID_CLOSE_CODE', 'The close code must be 1000 or an integer from 3000 to 4999, got %s', 500, RangeError)
 export const WssCloseMessageTooLongError = createError<[number]>(
   'FST_WSS_CLOSE_MESSAGE_TOO_LONG', 'The close message must be a string of at most 123 UTF-8 bytes, got %s bytes', 500, RangeError)
+
+export const WssRateLimitedError = createError<[number, number]>(
+  'FST_WSS_RATE_LIMITED', 'More than %s messages in %s ms')
+export const WssMessagesDroppedError = createError<[number]>(
+  'FST_WSS_MESSAGES_DROPPED', '%s messages still queued closeTimeout after the close were dropped')
+export const WssOverloadedError = createError<[number, number]>(
+  'FST_WSS_OVERLOADED', 'The server held %s bytes, more than maxBufferedBytes (%s), and this connection held the most')
 
 export const WssInvalidTopicError = createError<[string]>(
   'FST_WSS_INVALID_TOPIC', 'A topic must be a non-empty string, got %s', 500, TypeError)

@@ -1,5 +1,7 @@
 /// <reference types="@fastify/websocket" preserve="true" />
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DataType } from './codec.js'
@@ -8,19 +10,20 @@ import { resolveOptions, type WssPluginOptions } from './options.js'
 import { WebSocketServer } from './server.js'
 import { Upgrades } from './upgrades.js'
 
+const kDeclaredWebSocket = Symbol('fastify-wss.declared-websocket')
+
 const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (fastify, opts) {
   if (fastify.hasDecorator('wss')) throw new WssAlreadyRegisteredError()
   const options = resolveOptions(opts)
-
-  // @fastify/websocket routes every upgrade request through Fastify, so the
-  // context's hooks run before onConnection. One registration per HTTP server:
-  // a second one would route each upgrade twice.
   const upgrades = Upgrades.of(fastify.server)
-  if (!fastify.hasDecorator('websocketServer') && !upgrades.dispatching) {
-    upgrades.dispatching = true
-    await fastify.register(websocket)
-  }
-  const server = new WebSocketServer(options, fastify.log, upgrades)
+  if (upgrades.dispatch === undefined) await takeUpgrades(fastify, upgrades)
+  if (fastify.hasDecorator('websocketServer')) guardWebSocketRoutes(fastify)
+
+  const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig
+  const server = new WebSocketServer(options, fastify.log, upgrades, {
+    protoAction: onProtoPoisoning ?? 'error',
+    constructorAction: onConstructorPoisoning ?? 'error'
+  })
   fastify.decorate('wss', server)
 
   fastify.route({
@@ -50,12 +53,70 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
     }
   })
 
+  upgrades.servers.add(server)
   fastify.addHook('onReady', async () => server._start())
-  fastify.addHook('preClose', async () => server.terminate())
+  // Every server on the app closes at once: their shutdown deadlines do not add up.
+  fastify.addHook('preClose', async () => {
+    await upgrades.terminateAll()
+    server._closeHandshakes()
+  })
   upgrades.join(options.handshakeTimeout)
   fastify.addHook('onClose', async () => {
+    upgrades.servers.delete(server)
     upgrades.leave(options.handshakeTimeout)
   })
+}
+
+/**
+ * The first fastify-wss server on an HTTP server decides how upgrades are
+ * routed: through `@fastify/websocket`'s dispatch (so that the app's own
+ * `{ websocket: true }` routes work), called from the plugin's one
+ * `upgrade` listener once the handshake was checked, never by the HTTP
+ * server directly. When the app has no `@fastify/websocket`, the plugin
+ * registers it, listening to a private emitter where `injectWS` sends its
+ * requests too.
+ */
+async function takeUpgrades (fastify: FastifyInstance, upgrades: Upgrades): Promise<void> {
+  if (!fastify.hasDecorator('websocketServer')) {
+    await fastify.register(websocket, { options: { server: upgrades.injected } as never })
+  }
+  upgrades.dispatch = upgrades.adopt()
+  // On the root too, so that tests reach every server from the app they hold.
+  const root = rootOf(fastify)
+  if (!root.hasDecorator('injectWS')) root.decorate('injectWS', fastify.injectWS)
+}
+
+/** The root instance: every context is made with `Object.create` of its parent. */
+function rootOf (fastify: FastifyInstance): FastifyInstance {
+  let root = fastify
+  while (Object.getPrototypeOf(root) !== Object.prototype) root = Object.getPrototypeOf(root)
+  return root
+}
+
+/**
+ * `@fastify/websocket` upgrades any GET route of its scope, WebSocket route
+ * or not, with its own limits and without onConnection. Only the routes
+ * declared with `{ websocket: true }` (or a `wsHandler`) after fastify-wss,
+ * in its context or below, are let through; any other upgrade it would
+ * complete is answered 404 and closed.
+ */
+function guardWebSocketRoutes (fastify: FastifyInstance): void {
+  fastify.addHook('onRoute', (route) => {
+    if ((route as { websocket?: boolean }).websocket !== true && (route as { wsHandler?: unknown }).wsHandler === undefined) return
+    const mark = (request: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
+      (request.raw as { [kDeclaredWebSocket]?: boolean })[kDeclaredWebSocket] = true
+      done()
+    }
+    route.onRequest = route.onRequest === undefined ? [mark] : [...[route.onRequest].flat(), mark]
+  })
+  const wss = fastify.websocketServer as { handleUpgrade: (...args: any[]) => void, [kDeclaredWebSocket]?: boolean }
+  if (wss[kDeclaredWebSocket] === true) return
+  wss[kDeclaredWebSocket] = true
+  const handleUpgrade = wss.handleUpgrade
+  wss.handleUpgrade = function (req: IncomingMessage & { [kDeclaredWebSocket]?: boolean }, socket: Duplex, ...rest: unknown[]) {
+    if (req[kDeclaredWebSocket] === true) return handleUpgrade.call(this, req, socket, ...rest)
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+  }
 }
 
 /**
@@ -68,7 +129,7 @@ export default wssPlugin
 
 export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
-export { defaults, type WssPluginOptions, type AllowedOrigins } from './options.js'
+export { defaults, type WssPluginOptions, type AllowedOrigins, type RateLimit } from './options.js'
 export type { DataType, MessageData } from './codec.js'
 export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {
@@ -88,6 +149,9 @@ export {
   WssCloseMessageTooLongError,
   WssInvalidTopicError,
   WssAdapterError,
+  WssRateLimitedError,
+  WssMessagesDroppedError,
+  WssOverloadedError,
   type WssErrorEntry
 } from './errors.js'
 export type {

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import type { PerMessageDeflateOptions } from 'ws'
 import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
@@ -39,6 +40,34 @@ export interface WssPluginOptions<D extends DataType = DataType> {
   perMessageDeflate?: boolean | PerMessageDeflateOptions
   /** A cluster adapter (`redisAdapter(...)` from `fastify-wss/redis`): broadcast and publish reach every node. Default: none, all local. */
   adapter?: WssAdapter
+  /**
+   * Most bytes of messages waiting for `onMessage` (inflated size) before the
+   * socket stops being read. Default 8 MiB.
+   */
+  maxPendingBytes?: number
+  /** At most `max` messages per connection per `timeWindow` ms; `action` `'pause'` (default) or `'close'` (1008). Default off. */
+  rateLimit?: RateLimit
+  /**
+   * Most bytes held for all connections together (inbound queues and
+   * outbound buffers); past it new upgrades get 503 and the connections
+   * holding the most are paused, then dropped. Default: an eighth of V8's
+   * heap limit, at most 256 MiB.
+   */
+  maxBufferedBytes?: number
+  /** How long `terminate()` and `app.close()` wait for pending callbacks after the sockets are closed, in ms. Default 10000. */
+  shutdownTimeout?: number
+  /** Deepest nesting of arrays and objects in a message under dataType `'object'`; deeper is invalid JSON (errCode 300). Default 64. */
+  maxDepth?: number
+}
+
+/** The `rateLimit` option: the names `@fastify/rate-limit` uses. */
+export interface RateLimit {
+  /** Most messages per window. */
+  max: number
+  /** The window, in ms. */
+  timeWindow: number
+  /** `'pause'` stops reading until the window allows more; `'close'` closes with 1008. Default `'pause'`. */
+  action?: 'pause' | 'close'
 }
 
 /** The defaults of every option past `handler`. */
@@ -51,8 +80,15 @@ export const defaults = {
   maxBackpressure: 16 * 1024 * 1024,
   closeTimeout: 5000,
   handshakeTimeout: 10_000,
-  perMessageDeflate: false
+  perMessageDeflate: false,
+  maxPendingBytes: 8 * 1024 * 1024,
+  maxBufferedBytes: Math.min(256 * 1024 * 1024, Math.floor(getHeapStatistics().heap_size_limit / 8)),
+  shutdownTimeout: 10_000,
+  maxDepth: 64
 } as const
+
+/** The longest duration Node's timers take (2^31 - 1 ms); a larger one would fire at once. */
+export const MAX_DURATION = 2 ** 31 - 1
 
 /** @internal Options after validation, with defaults filled in. */
 export interface ResolvedOptions<D extends DataType> {
@@ -69,6 +105,11 @@ export interface ResolvedOptions<D extends DataType> {
   originAllowed: ((origin: string) => boolean) | undefined
   perMessageDeflate: boolean | PerMessageDeflateOptions
   adapter: WssAdapter | undefined
+  maxPendingBytes: number
+  rateLimit: Required<RateLimit> | undefined
+  maxBufferedBytes: number
+  shutdownTimeout: number
+  maxDepth: number
 }
 
 function positiveInteger (name: string, value: unknown, fallback: number): number {
@@ -77,6 +118,18 @@ function positiveInteger (name: string, value: unknown, fallback: number): numbe
     throw new WssInvalidOptionError(name, `must be a positive integer, got ${describe(value)}`)
   }
   return value
+}
+
+function required (name: string, value: unknown): unknown {
+  if (value === undefined) throw new WssInvalidOptionError(name, 'is required')
+  return value
+}
+
+/** A duration in ms: a positive integer Node's timers can take. */
+function duration (name: string, value: unknown, fallback: number): number {
+  const ms = positiveInteger(name, value, fallback)
+  if (ms > MAX_DURATION) throw new WssInvalidOptionError(name, `must be at most ${MAX_DURATION} ms (2^31 - 1), got ${ms}`)
+  return ms
 }
 
 function describe (value: unknown): string {
@@ -122,13 +175,18 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
     dataType,
     maxPayload: positiveInteger('maxPayload', opts.maxPayload, defaults.maxPayload),
     heartbeatInterval: heartbeatInterval(opts.heartbeat),
-    maxConnections: positiveInteger('maxConnections', opts.maxConnections, defaults.maxConnections),
+    maxConnections: opts.maxConnections === Infinity ? Infinity : positiveInteger('maxConnections', opts.maxConnections, defaults.maxConnections),
     maxPendingMessages: positiveInteger('maxPendingMessages', opts.maxPendingMessages, defaults.maxPendingMessages),
     maxBackpressure: positiveInteger('maxBackpressure', opts.maxBackpressure, defaults.maxBackpressure),
-    closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, defaults.closeTimeout),
-    handshakeTimeout: positiveInteger('handshakeTimeout', opts.handshakeTimeout, defaults.handshakeTimeout),
+    closeTimeout: duration('closeTimeout', opts.closeTimeout, defaults.closeTimeout),
+    handshakeTimeout: duration('handshakeTimeout', opts.handshakeTimeout, defaults.handshakeTimeout),
     originAllowed: originMatcher(opts.allowedOrigins),
-    perMessageDeflate
+    perMessageDeflate,
+    maxPendingBytes: positiveInteger('maxPendingBytes', opts.maxPendingBytes, defaults.maxPendingBytes),
+    rateLimit: rateLimit(opts.rateLimit),
+    maxBufferedBytes: positiveInteger('maxBufferedBytes', opts.maxBufferedBytes, defaults.maxBufferedBytes),
+    shutdownTimeout: duration('shutdownTimeout', opts.shutdownTimeout, defaults.shutdownTimeout),
+    maxDepth: positiveInteger('maxDepth', opts.maxDepth, defaults.maxDepth)
   }
 }
 
@@ -139,7 +197,23 @@ function heartbeatInterval (heartbeat: WssPluginOptions['heartbeat']): number {
   if (heartbeat === null || typeof heartbeat !== 'object') {
     throw new WssInvalidOptionError('heartbeat', `must be a boolean or { interval }, got ${describe(heartbeat)}`)
   }
-  return positiveInteger('heartbeat.interval', heartbeat.interval, defaults.heartbeat.interval)
+  return duration('heartbeat.interval', heartbeat.interval, defaults.heartbeat.interval)
+}
+
+function rateLimit (limit: RateLimit | undefined): Required<RateLimit> | undefined {
+  if (limit === undefined) return undefined
+  if (limit === null || typeof limit !== 'object') {
+    throw new WssInvalidOptionError('rateLimit', `must be { max, timeWindow, action? }, got ${describe(limit)}`)
+  }
+  const action = limit.action ?? 'pause'
+  if (action !== 'pause' && action !== 'close') {
+    throw new WssInvalidOptionError('rateLimit.action', `must be "pause" or "close", got ${describe(action)}`)
+  }
+  return {
+    max: positiveInteger('rateLimit.max', required('rateLimit.max', limit.max), 0),
+    timeWindow: duration('rateLimit.timeWindow', required('rateLimit.timeWindow', limit.timeWindow), 0),
+    action
+  }
 }
 
 function originMatcher (allowed: AllowedOrigins | undefined): ((origin: string) => boolean) | undefined {

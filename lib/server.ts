@@ -2,13 +2,15 @@ import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { WebSocketServer as WsServer, type WebSocket } from 'ws'
 import type { AdapterNode, ClusterMessage, WssAdapter } from './adapter.js'
-import { encode, frame, type DataType, type Frame } from './codec.js'
+import { encode, frame, type DataType, type Frame, type JsonRules } from './codec.js'
 import { WebSocketConnection, checkTopic } from './connection.js'
+import { Pause } from './inbound.js'
 import {
   ErrCode,
+  WssOverloadedError,
+  clientErrors,
   WssConnectionRefusedError,
   WssInvalidConnectionHandlerError,
-  WssNotWebSocketError,
   WssOriginNotAllowedError,
   WssUnavailableError,
   errorEntry,
@@ -17,7 +19,7 @@ import {
   toError,
   type ErrorSink
 } from './errors.js'
-import type { ResolvedOptions } from './options.js'
+import type { RateLimit, ResolvedOptions } from './options.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
@@ -46,26 +48,43 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly #maxConnections: number
   readonly #originAllowed: ((origin: string) => boolean) | undefined
   #state: Lifecycle = State.Registered
-  /** Handshakes past the limit check and not yet upgraded or refused. */
-  #handshakes = 0
+  /** Sockets of the handshakes past the limit check whose onConnection has not answered yet. */
+  readonly #handshakes = new Set<Duplex>()
+  /** Closed connections whose queue is still being delivered: they keep their slot. */
+  #heldSlots = 0
   /** Connections whose onTerminate has not yet finished. */
-  #unfinished = 0
+  readonly #unfinished = new Set<WebSocketConnection<D>>()
   #whenFinished: (() => void) | undefined
   #terminating: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
   readonly #adapter: WssAdapter | undefined
   readonly #upgrades: Pick<Upgrades, 'taken'>
+  readonly #shutdownTimeout: number
+  /** Bytes held for all connections: inbound queues, and outbound buffers from COUNTED_FROM up. */
+  #held = 0
+  readonly #maxHeld: number
+  /** Connections paused because the server held more than maxBufferedBytes. */
+  readonly #pressed = new Set<WebSocketConnection<D>>()
+  #pressure: NodeJS.Timeout | undefined
   /** @internal */
   readonly _log: FastifyBaseLogger
   /** @internal */
   readonly _maxPendingMessages: number
   /** @internal */
+  readonly _maxPendingBytes: number
+  /** @internal */
   readonly _maxBackpressure: number
+  /** @internal */
+  readonly _closeTimeout: number
+  /** @internal */
+  readonly _rateLimit: Required<RateLimit> | undefined
+  /** @internal How `object` messages are parsed. */
+  readonly _json: JsonRules
   /** @internal Where a throw inside an onError callback goes: the log, and no further. */
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>) {
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>, json: Omit<JsonRules, 'maxDepth'>) {
     this.#handler = options.handler
     this.#dataType = options.dataType
     this.#path = options.path
@@ -75,7 +94,13 @@ export class WebSocketServer<D extends DataType = DataType> {
     this.#adapter = options.adapter
     this.#upgrades = upgrades
     this._maxPendingMessages = options.maxPendingMessages
+    this._maxPendingBytes = options.maxPendingBytes
     this._maxBackpressure = options.maxBackpressure
+    this._closeTimeout = options.closeTimeout
+    this._rateLimit = options.rateLimit
+    this._json = { ...json, maxDepth: options.maxDepth }
+    this.#shutdownTimeout = options.shutdownTimeout
+    this.#maxHeld = options.maxBufferedBytes
     this._log = log
     this._onErrorFailed = {
       _fail: (_errCode, err) => log.error({ err }, 'fastify-wss: an onError callback failed')
@@ -177,7 +202,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   /**
    * Closes the server: new upgrades get 503, every connection is closed with
    * 1001 and gets its onTerminate, then the handler's onTerminate runs.
-   * Resolves after all of that; never rejects; idempotent.
+   * Resolves after all of that, or `closeTimeout` + `shutdownTimeout` after
+   * the call, whichever comes first; never rejects; idempotent.
    */
   terminate (): Promise<void> {
     this.#terminating ??= this.#terminate()
@@ -187,15 +213,41 @@ export class WebSocketServer<D extends DataType = DataType> {
   async #terminate (): Promise<void> {
     this.#state = State.Terminating
     clearInterval(this.#heartbeat)
+    clearTimeout(this.#pressure)
     for (const connection of this.#connections) connection._goAway()
-    if (this.#unfinished !== 0) {
-      await new Promise<void>((resolve) => { this.#whenFinished = resolve })
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(resolve, this._closeTimeout + this.#shutdownTimeout, false)
+    })
+    const abandoned: Record<string, number> = {}
+    const wait = async (pending: Promise<unknown> | undefined, what: string): Promise<void> => {
+      if (pending === undefined) return
+      if (await Promise.race([pending.then(() => true), deadline]) === false) abandoned[what] = (abandoned[what] ?? 0) + 1
+    }
+    if (this.#unfinished.size !== 0) {
+      const finished = new Promise<true>((resolve) => { this.#whenFinished = () => resolve(true) })
+      if (await Promise.race([finished, deadline]) === false) {
+        for (const connection of Array.from(this.#unfinished)) {
+          const what = connection._abandon() ?? 'close'
+          abandoned[what] = (abandoned[what] ?? 0) + 1
+        }
+        this.#unfinished.clear()
+      }
     }
     const adapter = this.#adapter
-    if (adapter !== undefined) await invoke(adapter, adapter.close, undefined, undefined, this, ErrCode.ADAPTER_FAILED)
-    await invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED)
+    if (adapter !== undefined) await wait(invoke(adapter, adapter.close, undefined, undefined, this, ErrCode.ADAPTER_FAILED), 'adapter.close')
+    await wait(invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED), 'onTerminate of the server')
+    clearTimeout(timer)
+    if (Object.keys(abandoned).length !== 0) {
+      this._log.warn({ abandoned, path: this.#path }, 'fastify-wss: shutdown did not wait for callbacks still pending after closeTimeout + shutdownTimeout')
+    }
     this.#ws.close()
     this.#state = State.Terminated
+  }
+
+  /** @internal The app closes: the handshakes whose onConnection has not answered are dropped. */
+  _closeHandshakes (): void {
+    for (const socket of this.#handshakes) socket.destroy()
   }
 
   /** @internal The Fastify instance is ready: start the heartbeat, run onOpen. */
@@ -226,28 +278,28 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer, done: (error?: Error) => void): void {
     if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
-    if (this.#connections.size + this.#handshakes >= this.#maxConnections) {
+    if (this.#connections.size + this.#handshakes.size + this.#heldSlots >= this.#maxConnections) {
       return done(new WssUnavailableError('has reached maxConnections'))
     }
+    if (this.#held > this.#maxHeld) return done(new WssUnavailableError('holds more than maxBufferedBytes'))
     const origin = request.headers.origin
     if (origin !== undefined && this.#originAllowed !== undefined && !this.#originAllowed(origin)) {
       return done(new WssOriginNotAllowedError(origin))
     }
-    if (String(request.headers.upgrade).toLowerCase() !== 'websocket') return done(new WssNotWebSocketError())
     const connectionRequest = buildRequest(request)
     let result: ConnectionHandler<D> | null | undefined | PromiseLike<ConnectionHandler<D> | null | undefined>
     try {
-      result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest })
+      result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest, fastifyRequest: request })
     } catch (err) {
       return done(this.#refusal(err, reply))
     }
     if (!isThenable(result)) return this.#upgrade(result, request, reply, socket, head, connectionRequest, done)
-    this.#handshakes++
+    this.#handshakes.add(socket)
     Promise.resolve(result).then((handler) => {
-      this.#handshakes--
+      this.#handshakes.delete(socket)
       this.#upgrade(handler, request, reply, socket, head, connectionRequest, done)
     }, (err: unknown) => {
-      this.#handshakes--
+      this.#handshakes.delete(socket)
       done(this.#refusal(err, reply))
     })
   }
@@ -258,13 +310,23 @@ export class WebSocketServer<D extends DataType = DataType> {
     if (handler === null || handler === undefined) return done(new WssConnectionRefusedError())
     if (typeof handler.onMessage !== 'function') {
       const error = new WssInvalidConnectionHandlerError()
-      this._fail(ErrCode.INVALID_CONNECTION_HANDLER, error)
+      this.#serverError(ErrCode.INVALID_CONNECTION_HANDLER, error)
       return done(error)
     }
-    if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
+    // From here on the handler gets its onTerminate, whatever happens to the upgrade.
+    if (this.#state !== State.Open) {
+      this.#neverOpened(handler, connectionRequest)
+      return done(new WssUnavailableError('is terminated'))
+    }
+    if (socket.destroyed || !socket.writable) {
+      this.#neverOpened(handler, connectionRequest)
+      return done()
+    }
     reply.hijack()
+    let opened = false
     try {
       this.#ws.handleUpgrade(request.raw, socket, head, (ws) => {
+        opened = true
         this.#upgrades.taken(socket)
         // The HTTP response object is no longer needed once the socket is upgraded.
         if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
@@ -274,7 +336,15 @@ export class WebSocketServer<D extends DataType = DataType> {
       // ws refuses a socket that other code upgraded meanwhile: that code owns it now.
       this._fail(ErrCode.CONNECTION_FAILED, err)
     }
+    // ws answered with an error (an extension it could not negotiate, say) and closed the socket.
+    if (!opened) this.#neverOpened(handler, connectionRequest)
     done()
+  }
+
+  /** A connection handler whose connection never opened still gets its onTerminate (1006), with a Closed connection. */
+  #neverOpened (handler: ConnectionHandler<D>, request: ConnectionRequest): void {
+    const connection = WebSocketConnection._neverOpened(this, handler, request)
+    connection._end({ type: 'terminate', code: 1006, reason: undefined })
   }
 
   /** The error onConnection threw, with the reply's status set from it; 5xx also go to onError. */
@@ -282,26 +352,88 @@ export class WebSocketServer<D extends DataType = DataType> {
     const error = toError(thrown)
     const { statusCode, status } = error as { statusCode?: unknown, status?: unknown }
     const code = errorStatus(statusCode) ?? errorStatus(status) ?? 500
-    if (code >= 500) this._fail(ErrCode.CONNECTION_FAILED, error)
+    if (code >= 500) this.#serverError(ErrCode.CONNECTION_FAILED, error)
     reply.code(code)
     return error
+  }
+
+  /**
+   * A server error that is also the HTTP answer of the upgrade: to the
+   * handler's onError; without one, Fastify's error handler logs it with
+   * the request, so the plugin does not log it a second time.
+   */
+  #serverError (errCode: number, error: Error): void {
+    if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
   }
 
   #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex): void {
     const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
     this.#connections.add(connection)
-    this.#unfinished++
+    this.#unfinished.add(connection)
     connection._open()
   }
 
-  /** @internal A connection is Closed: it leaves `connections` and frees its slot. */
+  /** @internal A connection is Closed: it leaves `connections`. */
   _remove (connection: WebSocketConnection<D>): void {
     this.#connections.delete(connection)
+    this.#pressed.delete(connection)
+  }
+
+  /** @internal A closed connection keeps (+1) or frees (-1) its slot of maxConnections while its queue is delivered. */
+  _holdSlot (delta: number): void {
+    this.#heldSlots += delta
   }
 
   /** @internal A connection's onTerminate has finished. */
-  _finished (): void {
-    if (--this.#unfinished === 0 && this.#whenFinished !== undefined) this.#whenFinished()
+  _finished (connection: WebSocketConnection<D>): void {
+    if (this.#unfinished.delete(connection) && this.#unfinished.size === 0) this.#whenFinished?.()
+  }
+
+  /**
+   * @internal `delta` more bytes held for `connection` (its queue, its outbound
+   * buffer). Past maxBufferedBytes the connection stops being read, and a
+   * check starts that drops the connections holding the most.
+   */
+  _hold (delta: number, connection: WebSocketConnection<D>): void {
+    this.#held += delta
+    if (delta <= 0 || this.#held <= this.#maxHeld || this.#state !== State.Open) return
+    this.#press(connection)
+    this.#pressure ??= setTimeout(this.#relieve, 100)
+  }
+
+  #press (connection: WebSocketConnection<D>): void {
+    if (this.#pressed.has(connection) || connection.status !== 'Connected') return
+    this.#pressed.add(connection)
+    connection._inbound.pause(Pause.Server)
+  }
+
+  /**
+   * While the server holds more than maxBufferedBytes: the connections that
+   * hold the most are paused; those already paused at the previous check are
+   * dropped (1008), until what is left is under half of the bound. Once it
+   * is, every paused connection is read again.
+   */
+  readonly #relieve = (): void => {
+    this.#pressure = undefined
+    if (this.#held > this.#maxHeld / 2) {
+      const excess = this.#held - this.#maxHeld / 2
+      const holders = Array.from(this.#connections).sort((a, b) => b._holding - a._holding)
+      let freed = 0
+      for (const connection of holders) {
+        if (freed >= excess || connection._holding === 0) break
+        freed += connection._holding
+        if (this.#pressed.has(connection)) {
+          this.#pressed.delete(connection)
+          connection._overload(new WssOverloadedError(this.#held, this.#maxHeld))
+        } else {
+          this.#press(connection)
+        }
+      }
+      if (freed !== 0) this.#pressure = setTimeout(this.#relieve, 100)
+      return
+    }
+    for (const connection of this.#pressed) connection._inbound.resume(Pause.Server)
+    this.#pressed.clear()
   }
 
   /** @internal An error of the server itself. */
@@ -309,7 +441,11 @@ export class WebSocketServer<D extends DataType = DataType> {
     this._report({ type: 'error', errors: [errorEntry(errCode, toError(error))] })
   }
 
-  /** @internal Sends an error event to the handler's onError, else to the log. */
+  /**
+   * @internal Sends an error event to the handler's onError, else to the log:
+   * errors of user code at `error` with their stack; errors a client caused
+   * at `warn`, without a stack, at most once per connection per second.
+   */
   _report (event: ServerErrorEvent<D>, connection?: WebSocketConnection<D>): void {
     if (connection !== undefined) event.connection = connection
     const handler = this.#handler
@@ -318,7 +454,19 @@ export class WebSocketServer<D extends DataType = DataType> {
       return
     }
     const [entry] = event.errors
-    this._log.error({ err: entry.error, errCode: entry.errCode, connectionId: connection?.id }, `fastify-wss: ${entry.message}`)
+    if (connection === undefined || !clientErrors.has(entry.errCode)) {
+      this._log.error({ err: entry.error, errCode: entry.errCode, connectionId: connection?.id }, `fastify-wss: ${entry.message}`)
+      return
+    }
+    const now = Date.now()
+    if (now - connection._logged < 1000) {
+      connection._suppressed++
+      return
+    }
+    const suppressed = connection._suppressed
+    connection._logged = now
+    connection._suppressed = 0
+    this._log.warn({ errCode: entry.errCode, connectionId: connection.id, suppressed }, `fastify-wss: ${entry.message}`)
   }
 }
 

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import type { DataType, MessageData } from './codec.js'
 import type { WssErrorEntry } from './errors.js'
 import type { WebSocketConnection } from './connection.js'
@@ -20,6 +21,12 @@ export interface ConnectionRequest {
 export interface ConnectionEvent {
   type: 'connection'
   request: ConnectionRequest
+  /**
+   * The Fastify request of the upgrade, with what the app's hooks and
+   * plugins put on it (`request.user`, `request.session`, `request.log`).
+   * Given for the time of `onConnection` only: keep `request` instead.
+   */
+  fastifyRequest: FastifyRequest
 }
 
 export interface OpenEvent {
@@ -29,6 +36,8 @@ export interface OpenEvent {
 export interface MessageEvent<D extends DataType = DataType> {
   type: 'message'
   data: MessageData<D>
+  /** Whether the message came as binary frames (else text), whatever the dataType: to answer in kind. */
+  binary: boolean
 }
 
 /** The event of a connection's `onTerminate`. */

@@ -143,7 +143,7 @@ t.test('onMessage is called as a method of the connection handler with (ws, { ty
     t.ok(call.ws instanceof WebSocketConnection, 'the first argument is the connection')
     t.equal(call.ws, opened, 'the same connection for every message')
   }
-  t.same(calls.map((call) => call.event), [{ type: 'message', data: 'one' }, { type: 'message', data: 'two' }])
+  t.same(calls.map((call) => call.event), [{ type: 'message', data: 'one', binary: false }, { type: 'message', data: 'two', binary: false }])
   t.equal(opened.handler, room)
 })
 
@@ -220,7 +220,7 @@ t.test('a stalled onMessage on one connection does not hold up the messages of a
   a.send('a0')
   a.send('a1')
   a.send('a2')
-  await until(() => connections.a?._inbound.queued === 2, 'a1 and a2 wait behind the stalled a0')
+  await until(() => connections.a?._inbound.length === 2, 'a1 and a2 wait behind the stalled a0')
   const b = await connect(t, `${base}/m?name=b`)
   b.send('b0')
   b.send('b1')
@@ -259,7 +259,7 @@ t.test('no message is lost or delivered while an async onOpen is still running',
   })
   const client = await connect(t, `${base}/m`)
   for (let i = 0; i < 10; i++) client.send(`m${i}`)
-  await until(() => connection?._inbound.queued === 10, 'the server has received the 10 messages')
+  await until(() => connection?._inbound.length === 10, 'the server has received the 10 messages')
   t.same(log, ['open:start'], 'no onMessage while onOpen has not settled')
   openGate.resolve()
   await done.promise
@@ -295,11 +295,11 @@ t.test('past maxPendingMessages reading pauses, and every message is delivered o
   for (let i = 0; i < count; i++) client.send(`${i}:${padding}`)
   await until(() => connection?._inbound.paused === true, 'reading is paused')
   const conn = connection as Connection
-  let largest = conn._inbound.queued
+  let largest = conn._inbound.length
   // Let the loopback deliver whatever it still can while the gate stays closed.
   for (let i = 0; i < 20; i++) {
     await turns(5)
-    largest = Math.max(largest, conn._inbound.queued)
+    largest = Math.max(largest, conn._inbound.length)
   }
   t.ok(largest >= max, `the queue reached the bound (${largest})`)
   t.ok(largest <= max + 8, `the queue stays within the bound plus one read (${largest} <= ${max + 8})`)
@@ -308,7 +308,7 @@ t.test('past maxPendingMessages reading pauses, and every message is delivered o
   await done.promise
   t.same(order, Array.from({ length: count }, (_, i) => i), 'all messages, exactly once, in order')
   t.equal(conn._inbound.paused, false, 'reading resumed')
-  t.equal(conn._inbound.queued, 0, 'nothing left in the queue')
+  t.equal(conn._inbound.length, 0, 'nothing left in the queue')
 })
 
 t.test('messages received before a close are still delivered, then onTerminate runs last and once', async (t) => {

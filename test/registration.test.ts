@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import t from 'tap'
-import wssPlugin, { type WebSocketServer, type WssPluginOptions } from '../lib/index.js'
+import wssPlugin, { defaults, type WebSocketServer, type WssPluginOptions } from '../lib/index.js'
 import { connect, listen, messages, refusal, start } from './helpers/index.js'
 import { httpUrl } from './helpers/http.js'
 
@@ -58,13 +58,48 @@ t.test('register rejects a path that is not a string or does not start with "/",
   await rejectsOption(t, { handler, path: '' }, 'path')
 })
 
-for (const name of ['maxPayload', 'maxConnections', 'maxPendingMessages', 'maxBackpressure', 'closeTimeout']) {
+for (const name of ['maxPayload', 'maxConnections', 'maxPendingMessages', 'maxBackpressure', 'closeTimeout',
+  'handshakeTimeout', 'shutdownTimeout', 'maxPendingBytes', 'maxBufferedBytes', 'maxDepth']) {
   t.test(`register rejects a ${name} that is not a positive integer, naming "${name}"`, async (t) => {
-    for (const value of [0, -1, 1.5, '10', NaN, Infinity, null, {}, () => 10]) {
+    // Infinity is maxConnections' default, so it is accepted there (below)
+    const values = [0, -1, 1.5, '10', NaN, null, {}, () => 10, ...(name === 'maxConnections' ? [] : [Infinity])]
+    for (const value of values) {
       await rejectsOption(t, { handler, [name]: value }, name)
     }
   })
 }
+
+for (const name of ['closeTimeout', 'handshakeTimeout', 'shutdownTimeout']) {
+  t.test(`register rejects a ${name} past 2^31 - 1 ms, which Node's timers would fire at once, naming "${name}"`, async (t) => {
+    await rejectsOption(t, { handler, [name]: 2 ** 31 }, name)
+    await rejectsOption(t, { handler, [name]: 3e9 }, name)
+  })
+}
+
+t.test('register rejects a heartbeat.interval past 2^31 - 1 ms, naming "heartbeat.interval"', async (t) => {
+  await rejectsOption(t, { handler, heartbeat: { interval: 3e9 } }, 'heartbeat.interval')
+})
+
+t.test('register rejects an invalid rateLimit, naming the key', async (t) => {
+  await rejectsOption(t, { handler, rateLimit: 5 }, 'rateLimit')
+  await rejectsOption(t, { handler, rateLimit: null }, 'rateLimit')
+  await rejectsOption(t, { handler, rateLimit: { timeWindow: 1000 } }, 'rateLimit.max')
+  await rejectsOption(t, { handler, rateLimit: { max: 0, timeWindow: 1000 } }, 'rateLimit.max')
+  await rejectsOption(t, { handler, rateLimit: { max: 10 } }, 'rateLimit.timeWindow')
+  await rejectsOption(t, { handler, rateLimit: { max: 10, timeWindow: 2 ** 31 } }, 'rateLimit.timeWindow')
+  await rejectsOption(t, { handler, rateLimit: { max: 10, timeWindow: 1000, action: 'drop' } }, 'rateLimit.action')
+})
+
+t.test('register accepts every exported default passed explicitly, and the largest durations', async (t) => {
+  const app = fresh(t)
+  await app.register(wssPlugin, { handler, path: '/all', ...defaults, heartbeat: { ...defaults.heartbeat }, rateLimit: { max: 1, timeWindow: 2 ** 31 - 1 } })
+  await app.ready()
+  t.equal(app.wss.dataType, defaults.dataType)
+  const other = fresh(t)
+  await other.register(wssPlugin, { handler, maxConnections: Infinity, closeTimeout: 2 ** 31 - 1, shutdownTimeout: 2 ** 31 - 1, handshakeTimeout: 2 ** 31 - 1, heartbeat: { interval: 2 ** 31 - 1 } })
+  await other.ready()
+  t.equal(other.wss.path, undefined)
+})
 
 t.test('register rejects a heartbeat that is not a boolean or an object, naming "heartbeat"', async (t) => {
   for (const value of ['yes', 1, null]) {
@@ -182,12 +217,12 @@ t.test('two sibling contexts each get their own server on their own path', async
 t.test('an existing @fastify/websocket registration is reused: the app\'s own route and the plugin\'s path both work', async (t) => {
   const app = fresh(t)
   await app.register(websocket)
-  app.get('/own', { websocket: true }, (socket) => {
-    socket.on('message', (data: Buffer) => socket.send(`own:${data.toString()}`))
-  })
   await app.register(wssPlugin, {
     path: '/wss',
     handler: { onConnection () { return { onMessage (ws, event) { ws.send(`wss:${String(event.data)}`) } } } }
+  })
+  app.get('/own', { websocket: true }, (socket) => {
+    socket.on('message', (data: Buffer) => socket.send(`own:${data.toString()}`))
   })
   const base = await listen(app)
 
