@@ -172,12 +172,15 @@ export class Upgrades {
   }
 }
 
-/** Why an upgrade request is no WebSocket handshake (RFC 6455 §4.2.1), as the status to answer and a message; `undefined` when it is one. */
+/**
+ * Why an upgrade request is no WebSocket handshake (RFC 6455 §4.2.1), as the
+ * status to answer and a message; `undefined` when it is one. `Connection:
+ * upgrade` needs no check: without it Node does not emit 'upgrade'.
+ */
 export function invalidHandshake (req: IncomingMessage): { status: 400 | 426, message: string } | undefined {
   const { headers } = req
   if (req.method !== 'GET') return { status: 400, message: 'the method must be GET' }
   if (String(headers.upgrade).toLowerCase() !== 'websocket') return { status: 400, message: 'the Upgrade header must be "websocket"' }
-  if (!/(?:^|,)\s*upgrade\s*(?:,|$)/i.test(String(headers.connection))) return { status: 400, message: 'the Connection header must contain "upgrade"' }
   const key = headers['sec-websocket-key']
   if (typeof key !== 'string' || !keyPattern.test(key.trim())) return { status: 400, message: 'the Sec-WebSocket-Key header must be base64 of 16 bytes' }
   const version = String(headers['sec-websocket-version'])

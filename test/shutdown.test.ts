@@ -3,6 +3,8 @@ import t from 'tap'
 import type WebSocket from 'ws'
 import wssPlugin, { type WebSocketConnection } from '../lib/index.js'
 import { closed, connect, listen } from './helpers/index.js'
+import { until } from './helpers/until.js'
+import { captureLog } from './helpers/log.js'
 import { Opcode, closeCode, rawConnect, type RawClient, type RawFrame } from './helpers/frames.js'
 
 type Connection = WebSocketConnection<any>
@@ -112,4 +114,78 @@ t.test('app.close() with 1,000 open connections and messages in flight closes ev
   for (const kind of ['Timeout', 'TCPSocketWrap']) {
     t.ok((after.get(kind) ?? 0) <= (before.get(kind) ?? 0), `no ${kind} left (${after.get(kind) ?? 0} now, ${before.get(kind) ?? 0} before)`)
   }
+})
+
+t.test('app.close() resolves within closeTimeout + shutdownTimeout when onOpen, onMessage, onTerminate, the adapter and the server onTerminate never settle, logs what it abandoned, and leaves no timer, listener or socket', async (t) => {
+  const before = resources()
+  const capture = captureLog()
+  const never = new Promise<void>(() => {})
+  const terminated: string[] = []
+  const app = Fastify({ logger: { level: 'warn', stream: capture.stream } })
+  const upgradeListeners = app.server.listenerCount('upgrade')
+  await app.register(wssPlugin, {
+    path: '/stuck',
+    closeTimeout: 100,
+    shutdownTimeout: 200,
+    adapter: { open () {}, publish () {}, subscribe () {}, unsubscribe () {}, close: async () => await never },
+    handler: {
+      onConnection (_wss, { request }) {
+        const kind = String(request.query.kind)
+        return {
+          onOpen: kind === 'open' ? async () => await never : undefined,
+          onMessage: async () => { if (kind === 'message') await never },
+          onTerminate: async () => {
+            terminated.push(kind)
+            if (kind === 'terminate') await never
+          }
+        }
+      },
+      onTerminate: async () => await never
+    }
+  })
+  const base = await listen(app)
+  const clients = await Promise.all(['open', 'message', 'terminate', 'plain'].map(async (kind) => await connect(t, `${base}/stuck?kind=${kind}`)))
+  clients[1].send('stall')
+  await until(() => app.wss.connections.length === 4, 'four connections')
+  await new Promise((resolve) => setTimeout(resolve, 20)) // the stalled message is read
+  await app.close()
+  t.same(terminated.sort(), ['message', 'open', 'plain', 'terminate'], 'every connection handler got its onTerminate')
+  const warning = await capture.next((line) => line.level === 40 && /shutdown did not wait/.test(line.msg))
+  t.same(warning.abandoned, { onOpen: 1, onMessage: 1, onTerminate: 1, 'adapter.close': 1, 'onTerminate of the server': 1 })
+  t.equal(app.server.listenerCount('upgrade'), upgradeListeners, 'no upgrade listener is left')
+  await new Promise((resolve) => setImmediate(resolve))
+  const after = resources()
+  for (const name of ['Timeout', 'TCPSocketWrap', 'TCPServerWrap']) {
+    t.ok((after.get(name) ?? 0) <= (before.get(name) ?? 0), `no ${name} left (${after.get(name) ?? 0} now, ${before.get(name) ?? 0} before)`)
+  }
+})
+
+t.test('with several servers on one app, app.close() closes them all at once: the second is terminated before the first has finished', async (t) => {
+  const never = new Promise<void>(() => {})
+  const app = Fastify()
+  const seen: boolean[] = []
+  const servers: Array<import('../lib/index.js').WebSocketServer<any>> = []
+  for (const path of ['/a', '/b']) {
+    await app.register(async (child) => {
+      await child.register(wssPlugin, {
+        path,
+        closeTimeout: 50,
+        shutdownTimeout: 100,
+        handler: {
+          onConnection: () => ({ onMessage: async () => await never }),
+          onTerminate () { seen.push(servers.every((server) => server.terminated)) }
+        }
+      })
+      servers.push(child.wss)
+    })
+  }
+  const base = await listen(app)
+  for (const path of ['/a', '/b']) {
+    const client = await connect(t, `${base}${path}`)
+    client.send('stall')
+  }
+  await until(() => servers.every((server) => server.connections.length === 1), 'one connection each')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  await app.close()
+  t.same(seen, [true, true], 'when each server handler\'s onTerminate ran, both servers were already terminating')
 })
