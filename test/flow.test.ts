@@ -1,0 +1,420 @@
+import { once } from 'node:events'
+import http from 'node:http'
+import { PassThrough } from 'node:stream'
+import t from 'tap'
+import WebSocket, { WebSocketServer as WsServer } from 'ws'
+import type { WebSocketConnection } from '../lib/index.js'
+import { frame as serverFrame } from '../lib/codec.js'
+import { Inbound, Pause, gateSupported } from '../lib/inbound.js'
+import { Outbound, senderSupported } from '../lib/outbound.js'
+import { closed, connect, deferred, messages, start } from './helpers/index.js'
+import { captureLog, type LogLine } from './helpers/log.js'
+import { until } from './helpers/until.js'
+
+type Connection = WebSocketConnection<any>
+
+function range (count: number): number[] {
+  return Array.from({ length: count }, (_, i) => i)
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+t.test('rateLimit { max: 5, timeWindow: 300 } (pause): 20 messages sent at once are all delivered in order, reading was paused for the rate, nothing is closed', async (t) => {
+  const received: number[] = []
+  const reasonsSeen: number[] = []
+  const errors: unknown[] = []
+  let terminated = false
+  const { app, base } = await start(t, {
+    rateLimit: { max: 5, timeWindow: 300 },
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            received.push(Number(e.data))
+            reasonsSeen.push(ws._inbound.reasons)
+          },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors) },
+          onTerminate () { terminated = true }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  for (let i = 0; i < 20; i++) client.send(String(i))
+
+  await until(() => received.length === 20, 'all 20 are delivered', 1000)
+  t.same(received, range(20), 'every message, once, in order')
+  t.ok(reasonsSeen.some((reasons) => (reasons & Pause.Rate) !== 0), 'reading was paused for the rate at some point')
+  t.same(errors, [], 'no error')
+  t.equal(terminated, false)
+  t.equal(client.readyState, WebSocket.OPEN, 'the client is still connected')
+  t.equal(app.wss.connections[0].status, 'Connected')
+})
+
+t.test("rateLimit { action: 'close' }: the 6th message in the window closes the connection with 1008, onError gets errCode 420, and the 6th message is not delivered", async (t) => {
+  const received: number[] = []
+  const errors: any[] = []
+  const terminated = deferred<any>()
+  const { base } = await start(t, {
+    rateLimit: { max: 5, timeWindow: 10_000, action: 'close' },
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (_ws: Connection, e: { data: any }) { received.push(Number(e.data)) },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors) },
+          onTerminate (_ws: unknown, e: any) { terminated.resolve(e) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const clientClosed = closed(client)
+  for (let i = 0; i < 10; i++) client.send(String(i))
+
+  t.equal((await clientClosed).code, 1008, 'the client sees 1008')
+  t.equal((await terminated.promise).code, 1008, 'onTerminate gets 1008')
+  t.same(received, range(5), 'the first 5 are delivered, not the 6th nor any later')
+  t.equal(errors.length, 1, 'one error')
+  t.equal(errors[0].errCode, 420)
+  t.equal(errors[0].componentSignature, 'fastify-wss')
+})
+
+t.test('logging (no onError): 50 invalid JSON messages give one warn line (errCode 300, no stack); the next one a second later logs suppressed: 49; a throw in onMessage is logged at error with its stack', async (t) => {
+  const log = captureLog()
+  const { base } = await start(t, {
+    dataType: 'object',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            if (e.data?.throw === true) throw new Error('handler failed')
+            ws.send(e.data)
+          }
+        }
+      }
+    }
+  }, { logger: { level: 'info', stream: log.stream } })
+  const client = await connect(t, base)
+  const invalid = (): LogLine[] => log.lines.filter((line) => line.errCode === 300)
+
+  for (let i = 0; i < 50; i++) client.send(`{"bad":${i}`)
+  client.send('{"marker":1}')
+  t.same(await messages(client, 1), ['{"marker":1}'], 'the 50 were read before the marker')
+  t.equal(invalid().length, 1, 'exactly one line for the 50')
+  const [first] = invalid()
+  t.equal(first.level, 40, 'at warn')
+  t.equal(first.err, undefined, 'no err (and so no err.stack)')
+  t.equal(first.stack, undefined, 'no stack')
+  t.equal(first.suppressed, 0)
+
+  await sleep(1100) // past the one-second window: waited for, not measured
+  client.send('{"bad":')
+  const next = await log.next((line) => line.errCode === 300 && line !== first)
+  t.equal(next.level, 40)
+  t.equal(next.suppressed, 49, 'it counts the 49 not logged')
+  t.equal(next.err, undefined)
+  t.equal(invalid().length, 2)
+
+  client.send('{"throw":true}')
+  const thrown = await log.next((line) => line.errCode === 201)
+  t.equal(thrown.level, 50, 'a throw in onMessage is logged at error')
+  t.match(thrown.err?.stack, /handler failed/, 'with its stack')
+})
+
+t.test('JSON under dataType object: __proto__ and constructor.prototype keys are refused by default (errCode 300), the connection stays open', async (t) => {
+  const received: unknown[] = []
+  const errors: number[] = []
+  const { base } = await start(t, {
+    dataType: 'object',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            received.push(e.data)
+            if (e.data?.end === true) ws.send('end')
+          },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  client.send('{"__proto__":{"x":1}}')
+  client.send('{"constructor":{"prototype":{"x":1}}}')
+  client.send('{"end":true}')
+  await messages(client, 1)
+  t.same(errors, [300, 300], 'each is invalid JSON')
+  t.same(received, [{ end: true }], 'neither is delivered; the next message is')
+  t.equal(({} as any).x, undefined, 'Object.prototype untouched')
+})
+
+t.test("JSON under dataType object: with Fastify's onProtoPoisoning 'remove' the message is delivered without the __proto__ key", async (t) => {
+  const received: any[] = []
+  const errors: number[] = []
+  const { base } = await start(t, {
+    dataType: 'object',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            received.push(e.data)
+            if (e.data?.end === true) ws.send('end')
+          },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  }, { onProtoPoisoning: 'remove' })
+  const client = await connect(t, base)
+  client.send('{"a":1,"__proto__":{"x":1}}')
+  client.send('{"end":true}')
+  await messages(client, 1)
+  t.same(errors, [])
+  t.equal(received.length, 2)
+  const [data] = received
+  t.same(Object.keys(data), ['a'], 'only the other key is left')
+  t.equal(Object.prototype.hasOwnProperty.call(data, '__proto__'), false)
+  t.equal(Object.getPrototypeOf(data), Object.prototype, 'a plain object')
+  t.equal(data.x, undefined, 'nothing inherited from the message')
+})
+
+t.test('JSON under dataType object: maxDepth 8 refuses 9 levels (errCode 300 naming maxDepth) and keeps the connection open; 8 levels pass; brackets inside strings do not count', async (t) => {
+  const received: unknown[] = []
+  const errors: Array<{ errCode: number, message: string }> = []
+  const { base } = await start(t, {
+    dataType: 'object',
+    maxDepth: 8,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            received.push(e.data)
+            if (e.data?.end === true) ws.send('end')
+          },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const nine = '['.repeat(9) + ']'.repeat(9)
+  const eight = '['.repeat(8) + ']'.repeat(8)
+  const mixed = '{"a":'.repeat(4) + '[[[[1]]]]' + '}'.repeat(4) // 4 objects and 4 arrays: 8 levels
+  const inString = JSON.stringify({ a: '['.repeat(40) + '{'.repeat(40) })
+  const escaped = JSON.stringify({ a: '"' + '['.repeat(40) }) // an escaped quote does not end the string
+  client.send(nine)
+  client.send(eight)
+  client.send(mixed)
+  client.send(inString)
+  client.send(escaped)
+  client.send('{"end":true}')
+  await messages(client, 1)
+
+  t.equal(errors.length, 1, 'only the 9-level message is refused')
+  t.equal(errors[0].errCode, 300)
+  t.match(errors[0].message, /maxDepth \(8\)/, 'the message names maxDepth')
+  t.same(received, [JSON.parse(eight), JSON.parse(mixed), JSON.parse(inString), JSON.parse(escaped), { end: true }],
+    'the others are delivered, in order')
+  t.equal(client.readyState, WebSocket.OPEN, 'the connection stays open')
+})
+
+t.test('JSON under dataType object: 64 levels pass at the default maxDepth, 65 do not', async (t) => {
+  const depths: number[] = []
+  const errors: number[] = []
+  const { base } = await start(t, {
+    dataType: 'object',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            if (e.data?.end === true) {
+              ws.send('end')
+              return
+            }
+            let depth = 0
+            for (let value = e.data; Array.isArray(value); value = value[0]) depth++
+            depths.push(depth)
+          },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  client.send('['.repeat(64) + ']'.repeat(64))
+  client.send('['.repeat(65) + ']'.repeat(65))
+  client.send('{"end":true}')
+  await messages(client, 1)
+  t.same(depths, [64], '64 levels are delivered')
+  t.same(errors, [300], '65 levels are invalid JSON')
+})
+
+t.test("the binary flag under dataType 'blob': an echo answering in kind returns text as text and bytes as bytes, empty and UTF-8-valid bytes included", async (t) => {
+  const { base } = await start(t, {
+    dataType: 'blob',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, event: { data: any, binary: boolean }) {
+            ws.send(event.binary ? event.data : event.data.toString())
+          }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const sent: Array<{ data: string | Buffer, binary: boolean }> = [
+    { data: 'text', binary: false },
+    { data: Buffer.from([0, 1, 2, 255]), binary: true },
+    { data: Buffer.alloc(0), binary: true },
+    { data: Buffer.from('hello'), binary: true },
+    { data: '', binary: false },
+    { data: 'héllo ✓', binary: false }
+  ]
+  const received: Array<{ data: Buffer, binary: boolean }> = []
+  const done = deferred()
+  client.on('message', (data: Buffer, isBinary: boolean) => {
+    received.push({ data, binary: isBinary })
+    if (received.length === sent.length) done.resolve()
+  })
+  for (const message of sent) client.send(message.data, { binary: message.binary })
+  await done.promise
+
+  for (let i = 0; i < sent.length; i++) {
+    const { data, binary } = sent[i]
+    t.equal(received[i].binary, binary, `message ${i} (${binary ? 'binary' : 'text'}, ${Buffer.byteLength(data)} bytes) comes back ${binary ? 'binary' : 'text'}`)
+    t.same(received[i].data, Buffer.from(data), `message ${i} comes back with the same bytes`)
+  }
+})
+
+t.test("ws's internals the read gate and the frame writer rely on are there, on server and client sockets", async (t) => {
+  const wss = new WsServer({ noServer: true })
+  const server = http.createServer()
+  const accepted = deferred<WebSocket>()
+  server.on('upgrade', (request, socket, head) => {
+    wss.handleUpgrade(request, socket, head, (ws) => accepted.resolve(ws))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.close() })
+  const { port } = server.address() as { port: number }
+  const client = new WebSocket(`ws://127.0.0.1:${port}`)
+  t.teardown(() => client.terminate())
+  await once(client, 'open')
+  const serverSocket = await accepted.promise
+
+  t.equal(gateSupported(serverSocket), true, "gateSupported: a server socket's Receiver has startLoop and _loop")
+  t.equal(senderSupported(serverSocket), true, "senderSupported: a server socket's Sender has sendFrame and an idle _state")
+  t.equal(gateSupported(client), true, 'the same on a client socket')
+  t.equal(senderSupported(client), true)
+
+  // and the plugin's connections get the gate: reading stops at the bound, with ws's own parser
+  const gate = deferred()
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingMessages: 2,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage () { await gate.promise }
+        }
+      }
+    }
+  })
+  const other = await connect(t, base)
+  const connection = await opened.promise
+  for (let i = 0; i < 10; i++) other.send(`m${i}`)
+  await until(() => connection._inbound.paused, 'reading pauses')
+  await sleep(20)
+  t.equal(connection._inbound.length, 2, 'the gate held the rest of the read unparsed')
+  gate.resolve()
+})
+
+t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket alone, once per change of state, reasons kept apart', async (t) => {
+  const calls: string[] = []
+  const stub = { pause () { calls.push('pause') }, resume () { calls.push('resume') } }
+  t.equal(gateSupported(stub as unknown as WebSocket), false)
+  const inbound = new Inbound(stub as unknown as WebSocket, 2, 100)
+
+  inbound.push(Buffer.from('a'), false)
+  t.same(calls, [], 'under both bounds')
+  inbound.push(Buffer.from('bc'), true)
+  t.same(calls, ['pause'], 'paused at maxMessages')
+  t.same({ length: inbound.length, bytes: inbound.bytes, reasons: inbound.reasons }, { length: 2, bytes: 3, reasons: Pause.Queue })
+
+  inbound.pause(Pause.Rate)
+  t.same(calls, ['pause'], 'a second reason does not pause again')
+  t.equal(inbound.nextBinary, false)
+  t.same(inbound.shift(), Buffer.from('a'))
+  t.equal(inbound.reasons, Pause.Rate, 'the queue reason is cleared at half')
+  t.same(calls, ['pause'], 'still paused for the rate')
+  inbound.resume(Pause.Rate)
+  t.same(calls, ['pause', 'resume'], 'resumed once no reason is left')
+  inbound.resume(Pause.Rate)
+  t.same(calls, ['pause', 'resume'], 'resuming a reason not set does nothing')
+
+  t.equal(inbound.nextBinary, true)
+  t.same(inbound.shift(), Buffer.from('bc'))
+  t.same({ length: inbound.length, bytes: inbound.bytes }, { length: 0, bytes: 0 })
+
+  inbound.push(Buffer.alloc(100), true)
+  t.same(calls, ['pause', 'resume', 'pause'], 'paused at maxBytes')
+  t.equal(inbound.clear(), 1)
+  t.same({ length: inbound.length, bytes: inbound.bytes }, { length: 0, bytes: 0 })
+})
+
+t.test('Outbound without a ws Sender: sendFrame falls back to socket.send with the payload, { binary, compress: false }', async (t) => {
+  const sent: Array<{ data: unknown, options: unknown }> = []
+  const stub = {
+    bufferedAmount: 0,
+    send (data: unknown, options: unknown) { sent.push({ data, options }) }
+  }
+  t.equal(senderSupported(stub as unknown as WebSocket), false)
+  const tcp = new PassThrough()
+  const outbound = new Outbound(stub as unknown as WebSocket, tcp)
+
+  const binary = serverFrame(Buffer.from([1, 2, 3]))
+  const text = serverFrame('hi')
+  outbound.sendFrame(binary, undefined)
+  outbound.sendFrame(text, undefined)
+  t.same(sent, [
+    { data: Buffer.from([1, 2, 3]), options: { binary: true, compress: false } },
+    { data: Buffer.from('hi'), options: { binary: false, compress: false } }
+  ])
+  t.equal(sent[0].data, binary.payload, 'the payload itself, not a copy')
+  t.equal(tcp.writableCorked, 1, 'the TCP socket is corked for the tick')
+  await new Promise((resolve) => process.nextTick(resolve))
+  t.equal(tcp.writableCorked, 0, 'and uncorked at its end')
+})
+
+t.test('Outbound with a ws Sender that is busy: sendFrame queues the payload through socket.send instead of writing the frame', async (t) => {
+  const sent: unknown[] = []
+  const frames: unknown[] = []
+  const sender = { _state: 0, sendFrame (list: Buffer[]) { frames.push(list) } }
+  const stub = {
+    bufferedAmount: 0,
+    _sender: sender,
+    send (data: unknown, options: unknown) { sent.push({ data, options }) }
+  }
+  t.equal(senderSupported(stub as unknown as WebSocket), true)
+  const outbound = new Outbound(stub as unknown as WebSocket, new PassThrough())
+  const framed = serverFrame('one')
+  outbound.sendFrame(framed, undefined)
+  t.same(frames, [framed.list], 'idle: the ready frame is written')
+  sender._state = 1
+  outbound.sendFrame(serverFrame('two'), undefined)
+  t.same(frames, [framed.list])
+  t.same(sent, [{ data: Buffer.from('two'), options: { binary: false, compress: false } }], 'busy: behind what the sender holds')
+})

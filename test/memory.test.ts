@@ -1,0 +1,513 @@
+import t from 'tap'
+import type WebSocket from 'ws'
+import type { WebSocketConnection } from '../lib/index.js'
+import { Pause } from '../lib/inbound.js'
+import { closed, connect, deferred, refusal, start } from './helpers/index.js'
+import { Opcode, rawConnect } from './helpers/frames.js'
+import { fragmented, preparedUpgrade, textFrames, watchQueue } from './helpers/flood.js'
+import { until } from './helpers/until.js'
+
+type Connection = WebSocketConnection<any>
+
+/** Stops a `ws` client from reading its socket, so the server's writes pile up. */
+function pauseReading (client: WebSocket): void {
+  (client as any)._socket.pause()
+}
+
+function resumeReading (client: WebSocket): void {
+  (client as any)._socket.resume()
+}
+
+/** A numbered message of exactly `size` bytes: `i:` then padding. */
+function numbered (i: number, size: number, fill = 'x'): string {
+  const head = `${i}:`
+  return head + fill.repeat(size - head.length)
+}
+
+function indexOf (text: string): number {
+  return Number(text.slice(0, text.indexOf(':')))
+}
+
+function range (count: number): number[] {
+  return Array.from({ length: count }, (_, i) => i)
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+t.test('maxPendingBytes: reading pauses when the queued bytes reach the bound, the queue never holds more than maxPendingBytes plus one message, and every message then arrives once, in order', async (t) => {
+  const size = 16 * 1024
+  const maxPendingBytes = 64 * 1024
+  const count = 100
+  const gate = deferred()
+  const received: number[] = []
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingBytes,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            received.push(indexOf(e.data))
+          }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const connection = await opened.promise
+  const watch = watchQueue(connection._inbound)
+  for (let i = 0; i < count; i++) client.send(numbered(i, size))
+
+  await until(() => (connection._inbound.reasons & Pause.Queue) !== 0, 'reading pauses for the queue')
+  t.ok(connection._inbound.bytes >= maxPendingBytes, `paused with ${connection._inbound.bytes} bytes queued`)
+  t.ok(connection._inbound.length < 100, 'paused by bytes, well under maxPendingMessages (100)')
+  // what the socket had already read is there to be parsed: give it every chance
+  await sleep(50)
+  t.ok(watch.maxBytes <= maxPendingBytes + size, `the queue never held more than maxPendingBytes + one message (${watch.maxBytes} <= ${maxPendingBytes + size})`)
+  t.ok(watch.pushes < count - 1, `most messages were left unread (${watch.pushes} queued of ${count})`)
+  t.equal(received.length, 0, 'nothing got past the gate')
+
+  gate.resolve()
+  await until(() => received.length === count, `all ${count} messages are delivered`)
+  t.same(received, range(count), 'every message once, in order')
+  t.ok(watch.maxBytes <= maxPendingBytes + size, `still bounded while draining (${watch.maxBytes})`)
+  t.same({ length: connection._inbound.length, bytes: connection._inbound.bytes, reasons: connection._inbound.reasons }, { length: 0, bytes: 0, reasons: 0 })
+})
+
+t.test('5,000 one-byte frames in one TCP write: the queue never holds more than maxPendingMessages, and all 5,000 are delivered in order once released', async (t) => {
+  const count = 5000
+  const maxPendingMessages = 10
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
+  const expected = range(count).map((i) => alphabet[i % alphabet.length])
+  const gate = deferred()
+  const received: string[] = []
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingMessages,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            received.push(e.data)
+          }
+        }
+      }
+    }
+  })
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  const watch = watchQueue(connection._inbound)
+  const bytes = textFrames(count, (i) => expected[i])
+  t.ok(bytes.length < 64 * 1024, `all frames fit in one read (${bytes.length} bytes)`)
+  client.socket.write(bytes)
+
+  await until(() => connection._inbound.paused, 'reading pauses')
+  await sleep(50)
+  t.equal(watch.maxLength, maxPendingMessages, 'the queue reached maxPendingMessages and never went past it')
+  t.equal(watch.pushes, maxPendingMessages, "the read gate stopped ws's parser: no frame past the bound was parsed")
+  t.equal(received.length, 0)
+
+  gate.resolve()
+  await until(() => received.length === count, `all ${count} messages are delivered`, 2000)
+  t.equal(received.join(''), expected.join(''), 'in order, each once')
+  t.ok(watch.maxLength <= maxPendingMessages, `bounded while draining too (${watch.maxLength})`)
+})
+
+t.test('a message sent as many continuation fragments counts as one message of its full size', async (t) => {
+  const fragmentSize = 1024
+  const parts = 48
+  const size = fragmentSize * parts
+  const gate = deferred()
+  const received: string[] = []
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingMessages: 3,
+    maxPendingBytes: 64 * 1024,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            received.push(e.data)
+          }
+        }
+      }
+    }
+  })
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  const watch = watchQueue(connection._inbound)
+  client.send({ opcode: Opcode.Text, payload: 'first' }) // delivered at once, held by the gate
+  const one = numbered(1, size, 'y')
+  const two = numbered(2, size, 'z')
+  client.send(fragmented(Buffer.from(one), parts))
+
+  await until(() => watch.pushes === 1, 'the fragmented message is queued')
+  t.same({ length: connection._inbound.length, bytes: connection._inbound.bytes }, { length: 1, bytes: size },
+    `${parts} fragments are one queued message of ${size} bytes`)
+  t.equal(connection._inbound.paused, false, 'not paused: 1 message of 3, 48 KiB of 64 KiB')
+
+  client.send(fragmented(Buffer.from(two), parts))
+  await until(() => connection._inbound.paused, 'a second one reaches maxPendingBytes')
+  t.same({ length: connection._inbound.length, bytes: connection._inbound.bytes, reasons: connection._inbound.reasons },
+    { length: 2, bytes: 2 * size, reasons: Pause.Queue }, 'paused by bytes, with 2 messages queued')
+
+  gate.resolve()
+  await until(() => received.length === 3, 'the three messages are delivered')
+  t.same(received.map((text) => text.length), [5, size, size])
+  t.ok(received[1] === one && received[2] === two, 'each reassembled whole, in order')
+})
+
+t.test('perMessageDeflate: small compressed frames that each inflate to near maxPayload keep the queue under maxPendingBytes + maxPayload, and all are delivered after release', async (t) => {
+  const maxPayload = 256 * 1024
+  const maxPendingBytes = 512 * 1024
+  const size = 250 * 1024
+  const count = 50
+  const gate = deferred()
+  const received: number[] = []
+  let sizes = true
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    perMessageDeflate: true,
+    maxPayload,
+    maxPendingBytes,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            if (e.data.length !== size) sizes = false
+            received.push(indexOf(e.data))
+          }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base, { perMessageDeflate: true })
+  t.match(client.extensions, /permessage-deflate/)
+  const connection = await opened.promise
+  const watch = watchQueue(connection._inbound)
+  let wire = 0
+  const raw = (client as any)._socket
+  const write = raw.write
+  raw.write = function (...args: any[]) {
+    wire += typeof args[0] === 'string' ? Buffer.byteLength(args[0]) : args[0].length
+    return write.apply(this, args)
+  }
+  const sent = range(count).map((i) => new Promise<void>((resolve) => client.send(numbered(i, size, 'a'), () => resolve())))
+  await Promise.all(sent)
+  t.ok(wire < 64 * 1024, `the client wrote ${wire} bytes for ${count * size} bytes of messages`)
+
+  await until(() => (connection._inbound.reasons & Pause.Queue) !== 0, 'reading pauses for the queue')
+  await sleep(50)
+  t.ok(watch.maxBytes <= maxPendingBytes + maxPayload, `queued bytes (inflated) never exceeded maxPendingBytes + maxPayload (${watch.maxBytes} <= ${maxPendingBytes + maxPayload})`)
+  t.ok(watch.pushes < count - 1, `most frames were left uninflated (${watch.pushes} queued of ${count})`)
+
+  gate.resolve()
+  await until(() => received.length === count, `all ${count} messages are delivered`)
+  t.same(received, range(count), 'in order, each once')
+  t.ok(sizes, `each inflated to its full ${size} bytes`)
+  t.ok(watch.maxBytes <= maxPendingBytes + maxPayload, `bounded while draining too (${watch.maxBytes})`)
+})
+
+t.test('a closed connection keeps its slot of maxConnections while its queue is delivered: upgrades get 503 until it is, then succeed', async (t) => {
+  const gate = deferred()
+  const received: string[] = []
+  const terminated = deferred<any>()
+  const { app, base } = await start(t, {
+    maxConnections: 1,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        if (event.request.query.later !== undefined) return { onMessage () {} }
+        return {
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            received.push(e.data)
+          },
+          onTerminate (_ws: unknown, e: any) { terminated.resolve(e) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const [connection] = app.wss.connections
+  for (let i = 0; i < 10; i++) client.send(`m${i}`)
+  await until(() => connection._inbound.length === 9, 'nine messages wait behind the first')
+  client.close()
+  await closed(client)
+  await until(() => app.wss.connections.length === 0, 'the server sees the close')
+  t.equal(connection.status, 'Closed')
+  t.equal(connection._inbound.length, 9, 'the queue is still there')
+
+  const refused = await refusal(`${base}/?later`)
+  t.equal(refused.status, 503, 'a new upgrade gets 503 while the closed connection has a queue')
+  t.match(JSON.parse(refused.body), { code: 'FST_WSS_UNAVAILABLE', message: /maxConnections/ })
+
+  gate.resolve()
+  await terminated.promise
+  t.same(received, range(10).map((i) => `m${i}`), 'the queue was delivered, in order')
+  const later = await connect(t, `${base}/?later`)
+  t.equal(later.readyState, later.OPEN, 'a new upgrade succeeds once the queue is delivered')
+})
+
+t.test('a closed connection whose queue is not delivered within closeTimeout: the queue is dropped, reported once (errCode 421, with the count), the slot is freed, and onTerminate runs once, last', async (t) => {
+  const gate = deferred()
+  const received: string[] = []
+  const events: string[] = []
+  const errors: any[] = []
+  const dropped = deferred()
+  let terminations = 0
+  const terminated = deferred()
+  const { app, base } = await start(t, {
+    maxConnections: 1,
+    closeTimeout: 200,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        if (event.request.query.later !== undefined) return { onMessage () {} }
+        return {
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gate.promise
+            received.push(e.data)
+          },
+          onError (_ws: unknown, e: any) {
+            events.push('error')
+            errors.push(...e.errors)
+            dropped.resolve()
+          },
+          onTerminate () {
+            events.push('terminate')
+            terminations++
+            terminated.resolve()
+          }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const [connection] = app.wss.connections
+  for (let i = 0; i < 10; i++) client.send(`m${i}`)
+  await until(() => connection._inbound.length === 9, 'nine messages wait behind the first')
+  client.close()
+  await closed(client)
+
+  await dropped.promise
+  t.equal(errors.length, 1)
+  t.equal(errors[0].errCode, 421)
+  t.match(errors[0].message, /\b9 messages\b/, 'the message names the count')
+  t.equal(connection._inbound.length, 0, 'the queue is empty')
+  t.equal(terminations, 0, 'onTerminate waits for the pending onMessage')
+
+  const later = await connect(t, `${base}/?later`)
+  t.equal(later.readyState, later.OPEN, 'the slot is free again: a new upgrade succeeds')
+
+  gate.resolve()
+  await terminated.promise
+  await sleep(20)
+  t.same(events, ['error', 'terminate'], 'reported once, then onTerminate once, last')
+  t.same(received, ['m0'], 'only the message already in onMessage was delivered')
+})
+
+t.test('a client that stops reading: above half of maxBackpressure the server stops reading it, and reads again (onDrain runs) once the client reads', async (t) => {
+  const maxBackpressure = 1024 * 1024
+  const reply = 'r'.repeat(64 * 1024)
+  let handled = 0
+  let drains = 0
+  const { app, base } = await start(t, {
+    maxBackpressure,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection) {
+            handled++
+            ws.send(reply)
+          },
+          onDrain () { drains++ }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const [connection] = app.wss.connections
+  let replies = 0
+  client.on('message', () => { replies++ })
+  pauseReading(client)
+
+  // The kernel absorbs some MiB of a paused socket first, and each time it takes
+  // more, 'drain' resumes reading: send until the pause lasts (no drain comes).
+  let sent = 0
+  const outboundPaused = (): boolean => (connection._inbound.reasons & Pause.Outbound) !== 0
+  while (sent < 4000) {
+    if (outboundPaused()) {
+      const seen = drains
+      await sleep(50)
+      if (outboundPaused() && drains === seen) break
+      continue
+    }
+    for (let i = 0; i < 20; i++, sent++) client.send(`q${sent}`)
+    await sleep(5)
+  }
+  t.ok(outboundPaused(), 'the server stops reading the client')
+  t.ok(connection.bufferedAmount > maxBackpressure / 2, `bufferedAmount ${connection.bufferedAmount} > ${maxBackpressure / 2}`)
+  t.equal(connection.status, 'Connected', 'not dropped: under maxBackpressure')
+  const drainsBefore = drains
+
+  const before = handled
+  for (let i = 0; i < 10; i++, sent++) client.send(`q${sent}`)
+  await sleep(50)
+  t.equal(handled, before, 'no message is read while paused')
+  t.ok(connection.bufferedAmount <= maxBackpressure, 'the server produced no more than maxBackpressure for it')
+
+  resumeReading(client)
+  await until(() => drains > drainsBefore, 'onDrain runs')
+  await until(() => replies === sent, `every one of the ${sent} messages gets its reply`, 2000)
+  t.equal(handled, sent)
+  t.equal(connection._inbound.reasons & Pause.Outbound, 0, 'reading resumed')
+  t.equal(connection.status, 'Connected')
+})
+
+t.test('maxBufferedBytes: past it a new upgrade gets 503, the connection holding the most is paused then dropped with 1008 (errCode 422), and the others keep working', async (t) => {
+  const size = 16 * 1024
+  const gates: Record<string, { promise: Promise<void>, resolve: () => void }> = { a: deferred(), b: deferred(), c: deferred() }
+  const received: Record<string, number[]> = { a: [], b: [], c: [] }
+  const errors: Record<string, number[]> = { a: [], b: [], c: [] }
+  const connections: Record<string, Connection> = {}
+  const { base } = await start(t, {
+    maxBufferedBytes: 512 * 1024,
+    closeTimeout: 200,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const name = event.request.query.name as string
+        if (gates[name] === undefined) return { onMessage () {} }
+        return {
+          onOpen (ws: Connection) { connections[name] = ws },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            await gates[name].promise
+            received[name].push(indexOf(e.data))
+          },
+          onError (_ws: unknown, e: any) { errors[name].push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  const a = await connect(t, `${base}/?name=a`)
+  const b = await connect(t, `${base}/?name=b`)
+  const c = await connect(t, `${base}/?name=c`)
+  const upgrade = await preparedUpgrade(t, `${base}/?name=late`)
+  for (let i = 0; i < 3; i++) b.send(numbered(i, size))
+  for (let i = 0; i < 3; i++) c.send(numbered(i, size))
+  await until(() => connections.b?._inbound.length === 2 && connections.c?._inbound.length === 2, 'b and c each queue two messages')
+
+  const aClosed = closed(a)
+  for (let i = 0; i < 64; i++) a.send(numbered(i, size))
+  await until(() => ((connections.a?._inbound.reasons ?? 0) & Pause.Server) !== 0, 'the server pauses a')
+  const refused = await upgrade.finish()
+  t.equal(refused.status, 503, 'a new upgrade gets 503 while the server holds more than maxBufferedBytes')
+  t.match(JSON.parse(refused.body), { code: 'FST_WSS_UNAVAILABLE', message: /maxBufferedBytes/ })
+
+  const { code } = await aClosed
+  t.equal(code, 1008, 'a, holding the most, is dropped with 1008')
+  t.same(errors.a, [422], 'errCode 422 is reported once')
+  t.same(received.a, [])
+  t.same(errors.b, [])
+  t.same(errors.c, [])
+
+  gates.b.resolve()
+  gates.c.resolve()
+  await until(() => received.b.length === 3 && received.c.length === 3, 'b and c get their messages')
+  t.same(received.b, [0, 1, 2])
+  t.same(received.c, [0, 1, 2])
+  b.send(numbered(3, size))
+  c.send(numbered(3, size))
+  await until(() => received.b.length === 4 && received.c.length === 4, 'and more after')
+  t.same([connections.b.status, connections.c.status], ['Connected', 'Connected'])
+  const late = await connect(t, `${base}/?name=late`)
+  t.equal(late.readyState, late.OPEN, 'upgrades are accepted again')
+  gates.a.resolve()
+})
+
+t.test('messages larger than half of maxPendingBytes, read together: the message parsed when reading resumes waits for the ones queued before it (order, one at a time)', async (t) => {
+  // Reading resumes only once the queue is empty (each message is over half
+  // the bound); the frames of the same TCP read are then parsed at once.
+  const size = 600
+  const count = 12
+  const order: number[] = []
+  let running = 0
+  let overlapped = false
+  const gate = deferred()
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingBytes: 1024,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            order.push(indexOf(e.data))
+            if (++running > 1) overlapped = true
+            await gate.promise
+            running--
+          }
+        }
+      }
+    }
+  })
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  client.socket.write(textFrames(count, (i) => numbered(i, size)))
+  await until(() => connection._inbound.paused, 'reading pauses with two messages queued')
+  gate.resolve()
+  await until(() => order.length === count, 'all delivered')
+  t.same(order, range(count), 'in order')
+  t.equal(overlapped, false, 'one at a time')
+})
+
+t.test('maxPendingMessages: 1, frames read together: each message waits for the one before it (order, one at a time)', async (t) => {
+  const count = 12
+  const order: number[] = []
+  let running = 0
+  let overlapped = false
+  const gate = deferred()
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingMessages: 1,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            order.push(indexOf(e.data))
+            if (++running > 1) overlapped = true
+            await gate.promise
+            running--
+          }
+        }
+      }
+    }
+  })
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  client.socket.write(textFrames(count, (i) => `${i}:`))
+  await until(() => connection._inbound.paused, 'reading pauses with one message queued')
+  gate.resolve()
+  await until(() => order.length === count, 'all delivered')
+  t.same(order, range(count), 'in order')
+  t.equal(overlapped, false, 'one at a time')
+})
