@@ -32,36 +32,45 @@ export interface JsonRules {
 export function decode (dataType: DataType, data: Buffer, rules: JsonRules): unknown {
   if (dataType === 'text') return data.toString()
   if (dataType === 'blob') return data
-  const text = data.toString()
-  if (text.length > 2 * rules.maxDepth && nestsDeeper(text, rules.maxDepth)) {
+  if (data.length > 2 * rules.maxDepth && nestsDeeper(data, rules.maxDepth)) {
     throw new WssInvalidJsonError(`it nests deeper than maxDepth (${rules.maxDepth})`)
   }
   try {
-    return secureJson.parse(text, null, rules)
+    return secureJson.parse(data.toString(), null, rules)
   } catch (err) {
     throw new WssInvalidJsonError((err as Error).message, { cause: err })
   }
 }
 
+/** What each byte is to the depth scan: 1 a quote, 2 an opening bracket, 3 a closing one, 0 anything else. */
+const scanClass = new Uint8Array(256)
+scanClass[0x22] = 1
+scanClass[0x5b] = scanClass[0x7b] = 2
+scanClass[0x5d] = scanClass[0x7d] = 3
+
 /**
- * Whether JSON text nests arrays and objects deeper than `max`, read before
- * parsing: a deep message costs the parser far more time than its size says.
- * Brackets inside strings do not count.
+ * Whether JSON nests arrays and objects deeper than `max`, read from its
+ * bytes before parsing: a deep message costs the parser far more time than
+ * its size says. Brackets inside strings do not count.
  */
-export function nestsDeeper (text: string, max: number): boolean {
+export function nestsDeeper (json: Uint8Array, max: number): boolean {
   let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++ // a backslash: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) {
-      inString = true
-    } else if (c === 0x5b || c === 0x7b) {
+  let i = 0
+  const length = json.length
+  while (i < length) {
+    const kind = scanClass[json[i++]]
+    if (kind === 0) continue
+    if (kind === 2) {
       if (++depth > max) return true
-    } else if (c === 0x5d || c === 0x7d) {
+    } else if (kind === 3) {
       depth--
+    } else {
+      // a string: up to its closing quote, skipping escaped characters
+      while (i < length) {
+        const c = json[i++]
+        if (c === 0x22) break
+        if (c === 0x5c) i++
+      }
     }
   }
   return false

@@ -68,6 +68,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #closeEvent: TerminateEvent | undefined
   /** onTerminate has been called. */
   #ended = false
+  /** Dropped for maxBufferedBytes: what it still sends is not delivered. */
+  #discarding = false
   /** Messages read in the current rateLimit window, and when it ends. */
   #rateCount = 0
   #rateWindowEnd = 0
@@ -287,6 +289,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
+    if (this.#discarding) return
     const limit = this.#wss._rateLimit
     if (limit !== undefined && !this.#withinRate(limit)) return
     const inbound = this._inbound
@@ -352,7 +355,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#wss._hold(-data.length, this)
       this.#deliver(data, binary)
     }
-    if (this.#pending !== undefined) return
+    inbound.relieve()
+    if (this.#pending !== undefined || inbound.length !== 0) return
     if (this.#dropTimer !== undefined) this.#release()
     if (this.#closeEvent !== undefined) this.#end()
   }
@@ -375,7 +379,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     // Closing does not escape the bounds: the slot and the bytes stay held
     // until the queue is delivered, or dropped closeTimeout from now.
     if (this._inbound.length !== 0) {
-      this.#wss._holdSlot(1)
+      this.#wss._holdSlot(this, true)
       this.#dropTimer = setTimeout(onDropTimer, this.#wss._closeTimeout, this)
     }
   }
@@ -394,19 +398,33 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #release (): void {
     clearTimeout(this.#dropTimer)
     this.#dropTimer = undefined
-    this.#wss._holdSlot(-1)
+    this.#wss._holdSlot(this, false)
   }
 
   /**
    * @internal Dropped by the server for holding the most past maxBufferedBytes:
-   * the queue is dropped now and the socket destroyed.
+   * its queue is dropped now, and so is whatever it still sends. An open
+   * connection is closed with 1008, or destroyed when its own outbound
+   * buffer is what it holds (its peer would not read the close frame).
    */
   _overload (error: Error): void {
     const bytes = this._inbound.bytes
     this._inbound.clear()
     this.#wss._hold(-bytes, this)
+    this.#discarding = true
     this._fail(ErrCode.OVERLOADED, error)
-    this.#socket.terminate()
+    if (this.#socket.readyState === OPEN) {
+      if (this.#outbound.counted !== 0) {
+        this.#socket.terminate()
+      } else {
+        this.#socket.close(1008)
+        // read on, discarding, so that the peer's close frame is read
+        this._inbound.resume(Pause.Queue | Pause.Outbound | Pause.Rate | Pause.Server)
+      }
+    } else if (this.#dropTimer !== undefined) {
+      this.#release()
+      if (this.#pending === undefined) this.#end()
+    }
   }
 
   /**
@@ -416,6 +434,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _abandon (): Pending {
     const pending = this.#ended ? 'onTerminate' : this.#pending
     if (this.#dropTimer !== undefined) this.#release()
+    this.#wss._hold(-this._inbound.bytes, this)
     this._inbound.clear()
     this.#socket.terminate()
     if (!this.#ended) {

@@ -97,7 +97,11 @@ export class Inbound {
     return this.#binary[this.#head]
   }
 
-  /** Takes the oldest message; resumes reading once both bounds are back under half. */
+  /**
+   * Takes the oldest message. Reading does not resume here, so that a message
+   * parsed on resuming cannot overtake this one: call `relieve()` once the
+   * messages taken are delivered.
+   */
   shift (): Buffer {
     const head = this.#head
     const data = this.#data[head] as Buffer
@@ -112,10 +116,14 @@ export class Inbound {
       this.#binary.splice(0, this.#head)
       this.#head = 0
     }
+    return data
+  }
+
+  /** Resumes reading for the queue once both bounds are back under half. */
+  relieve (): void {
     if ((this.reasons & Pause.Queue) !== 0 && this.length <= this.#maxMessages / 2 && this.bytes <= this.#maxBytes / 2) {
       this.resume(Pause.Queue)
     }
-    return data
   }
 
   /** Empties the queue; returns how many messages were dropped. */
@@ -137,7 +145,7 @@ export class Inbound {
     this.reasons |= reason
   }
 
-  /** Clears `reason`; reading resumes when no reason is left. */
+  /** Clears `reason` (several reasons or-ed together); reading resumes when no reason is left. */
   resume (reason: number): void {
     if ((this.reasons & reason) === 0) return
     this.reasons &= ~reason

@@ -50,8 +50,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   #state: Lifecycle = State.Registered
   /** Sockets of the handshakes past the limit check whose onConnection has not answered yet. */
   readonly #handshakes = new Set<Duplex>()
-  /** Closed connections whose queue is still being delivered: they keep their slot. */
-  #heldSlots = 0
+  /** Closed connections whose queue is still being delivered: they keep their slot and their bytes. */
+  readonly #closedHolding = new Set<WebSocketConnection<D>>()
   /** Connections whose onTerminate has not yet finished. */
   readonly #unfinished = new Set<WebSocketConnection<D>>()
   #whenFinished: (() => void) | undefined
@@ -278,7 +278,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer, done: (error?: Error) => void): void {
     if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
-    if (this.#connections.size + this.#handshakes.size + this.#heldSlots >= this.#maxConnections) {
+    if (this.#connections.size + this.#handshakes.size + this.#closedHolding.size >= this.#maxConnections) {
       return done(new WssUnavailableError('has reached maxConnections'))
     }
     if (this.#held > this.#maxHeld) return done(new WssUnavailableError('holds more than maxBufferedBytes'))
@@ -379,9 +379,10 @@ export class WebSocketServer<D extends DataType = DataType> {
     this.#pressed.delete(connection)
   }
 
-  /** @internal A closed connection keeps (+1) or frees (-1) its slot of maxConnections while its queue is delivered. */
-  _holdSlot (delta: number): void {
-    this.#heldSlots += delta
+  /** @internal A closed connection keeps (`true`) or frees its slot of maxConnections while its queue is delivered. */
+  _holdSlot (connection: WebSocketConnection<D>, held: boolean): void {
+    if (held) this.#closedHolding.add(connection)
+    else this.#closedHolding.delete(connection)
   }
 
   /** @internal A connection's onTerminate has finished. */
@@ -409,31 +410,33 @@ export class WebSocketServer<D extends DataType = DataType> {
 
   /**
    * While the server holds more than maxBufferedBytes: the connections that
-   * hold the most are paused; those already paused at the previous check are
-   * dropped (1008), until what is left is under half of the bound. Once it
-   * is, every paused connection is read again.
+   * hold the most are paused, and dropped (1008) when they were paused at
+   * the previous check already, or are closed (their queue is dropped),
+   * until what is left is under half of the bound. Once the server holds
+   * less than half of it, every paused connection is read again.
    */
   readonly #relieve = (): void => {
     this.#pressure = undefined
-    if (this.#held > this.#maxHeld / 2) {
+    if (this.#held <= this.#maxHeld / 2) {
+      for (const connection of this.#pressed) connection._inbound.resume(Pause.Server)
+      this.#pressed.clear()
+      return
+    }
+    if (this.#held > this.#maxHeld) {
       const excess = this.#held - this.#maxHeld / 2
-      const holders = Array.from(this.#connections).sort((a, b) => b._holding - a._holding)
+      const holders = [...this.#connections, ...this.#closedHolding].sort((a, b) => b._holding - a._holding)
       let freed = 0
       for (const connection of holders) {
         if (freed >= excess || connection._holding === 0) break
         freed += connection._holding
-        if (this.#pressed.has(connection)) {
-          this.#pressed.delete(connection)
+        if (this.#pressed.delete(connection) || connection.status !== 'Connected') {
           connection._overload(new WssOverloadedError(this.#held, this.#maxHeld))
         } else {
           this.#press(connection)
         }
       }
-      if (freed !== 0) this.#pressure = setTimeout(this.#relieve, 100)
-      return
     }
-    for (const connection of this.#pressed) connection._inbound.resume(Pause.Server)
-    this.#pressed.clear()
+    if (this.#pressed.size !== 0 || this.#held > this.#maxHeld) this.#pressure = setTimeout(this.#relieve, 100)
   }
 
   /** @internal An error of the server itself. */
