@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import { describe, expect, test } from 'tstyche'
 import type {
   ConnectionEvent,
@@ -30,6 +31,7 @@ describe('ConnectionHandler', () => {
     const text: ConnectionHandler<'text'> = {
       onMessage (_ws, event) {
         expect(event.data).type.toBe<string>()
+        expect(event.binary).type.toBe<boolean>()
       }
     }
     expect(byDefault).type.toBe(text)
@@ -42,7 +44,7 @@ describe('ConnectionHandler', () => {
         expect(event.data).type.toBe<Buffer>()
       }
     }
-    expect(blob.onMessage).type.toBeCallableWith({} as WebSocketConnection<'blob'>, { type: 'message', data: Buffer.from('x') })
+    expect(blob.onMessage).type.toBeCallableWith({} as WebSocketConnection<'blob'>, { type: 'message', data: Buffer.from('x'), binary: false })
   })
 
   test('event.data is unknown for object', () => {
@@ -52,7 +54,7 @@ describe('ConnectionHandler', () => {
         expect(event.data).type.toBe<unknown>()
       }
     }
-    expect(object.onMessage).type.toBeCallableWith({} as WebSocketConnection<'object'>, { type: 'message', data: { any: ['json'] } })
+    expect(object.onMessage).type.toBeCallableWith({} as WebSocketConnection<'object'>, { type: 'message', data: { any: ['json'] }, binary: false })
   })
 
   test('this in the methods of a connection handler literal is the handler', () => {
@@ -67,7 +69,7 @@ describe('ConnectionHandler', () => {
         expect(this).type.toBe<ConnectionHandler<'blob'>>()
       }
     }
-    expect(handler.onMessage).type.toBeCallableWith({} as WebSocketConnection<'blob'>, { type: 'message', data: Buffer.alloc(0) })
+    expect(handler.onMessage).type.toBeCallableWith({} as WebSocketConnection<'blob'>, { type: 'message', data: Buffer.alloc(0), binary: false })
   })
 
   test('onOpen, onTerminate, onError and onDrain get the connection and their event', () => {
@@ -107,7 +109,7 @@ describe('ConnectionHandler', () => {
       async onTerminate () {},
       async onError () {}
     }
-    expect(handler.onMessage({} as WebSocketConnection<'object'>, { type: 'message', data: 1 })).type.toBe<unknown>()
+    expect(handler.onMessage({} as WebSocketConnection<'object'>, { type: 'message', data: 1, binary: false })).type.toBe<unknown>()
   })
 
   test('onMessage is required and every callback is a function', () => {
@@ -158,10 +160,11 @@ describe('WSSHandler', () => {
         expect(event).type.toBe<ConnectionEvent>()
         expect(event.type).type.toBe<'connection'>()
         expect(event.request).type.toBe<ConnectionRequest>()
+        expect(event.fastifyRequest).type.toBe<FastifyRequest>()
         return null
       }
     }
-    expect(handler.onConnection).type.toBeCallableWith({} as WebSocketServer<'object'>, { type: 'connection', request: {} as ConnectionRequest })
+    expect(handler.onConnection).type.toBeCallableWith({} as WebSocketServer<'object'>, { type: 'connection', request: {} as ConnectionRequest, fastifyRequest: {} as FastifyRequest })
   })
 
   test('the request has headers, query, url, remoteAddress and params', () => {

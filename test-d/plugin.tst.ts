@@ -19,6 +19,7 @@ import wssPlugin, {
   type ConnectionRequest,
   type DataType,
   type MessageData,
+  type RateLimit,
   type WSSHandler,
   type WssErrorEntry,
   type WssPluginOptions
@@ -79,6 +80,18 @@ describe('the package', () => {
   test('defaults are read-only literals', () => {
     expect(defaults.dataType).type.toBe<'text'>()
     expect(defaults.maxPendingMessages).type.toBe<100>()
+    expect(defaults.maxConnections).type.toBe<number>()
+    expect(defaults.shutdownTimeout).type.toBe<10000>()
+  })
+
+  test('every default can be passed back as an option', () => {
+    expect(app.register).type.toBeCallableWith(wssPlugin, { handler: { onConnection: () => null }, ...defaults, heartbeat: { interval: defaults.heartbeat.interval } })
+  })
+
+  test('rateLimit takes max, timeWindow and an optional action', () => {
+    const limit: RateLimit = { max: 10, timeWindow: 1000 }
+    expect(limit.action).type.toBe<'pause' | 'close' | undefined>()
+    expect<RateLimit>().type.not.toBeAssignableFrom({ max: 10, timeWindow: 1000, action: 'drop' })
   })
 })
 
