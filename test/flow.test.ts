@@ -347,6 +347,13 @@ t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket a
   const stub = { pause () { calls.push('pause') }, resume () { calls.push('resume') } }
   t.equal(gateSupported(stub as unknown as WebSocket), false)
   const inbound = new Inbound(stub as unknown as WebSocket, 2, 100)
+  // The queue reason is cleared once the messages taken are delivered: by
+  // relieve() where Inbound has it, by shift() itself where it does not.
+  const taken = (): Buffer => {
+    const data = inbound.shift()
+    ;(inbound as { relieve?: () => void }).relieve?.()
+    return data
+  }
 
   inbound.push(Buffer.from('a'), false)
   t.same(calls, [], 'under both bounds')
@@ -357,7 +364,7 @@ t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket a
   inbound.pause(Pause.Rate)
   t.same(calls, ['pause'], 'a second reason does not pause again')
   t.equal(inbound.nextBinary, false)
-  t.same(inbound.shift(), Buffer.from('a'))
+  t.same(taken(), Buffer.from('a'))
   t.equal(inbound.reasons, Pause.Rate, 'the queue reason is cleared at half')
   t.same(calls, ['pause'], 'still paused for the rate')
   inbound.resume(Pause.Rate)
@@ -366,7 +373,7 @@ t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket a
   t.same(calls, ['pause', 'resume'], 'resuming a reason not set does nothing')
 
   t.equal(inbound.nextBinary, true)
-  t.same(inbound.shift(), Buffer.from('bc'))
+  t.same(taken(), Buffer.from('bc'))
   t.same({ length: inbound.length, bytes: inbound.bytes }, { length: 0, bytes: 0 })
 
   inbound.push(Buffer.alloc(100), true)

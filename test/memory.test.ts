@@ -511,3 +511,67 @@ t.test('maxPendingMessages: 1, frames read together: each message waits for the 
   t.same(order, range(count), 'in order')
   t.equal(overlapped, false, 'one at a time')
 })
+
+t.test('maxBufferedBytes with a closed connection holding the most: a live connection paused for the server budget is not dropped, and reads again once the closed queue is dropped', async (t) => {
+  const size = 16 * 1024
+  const xGate = deferred()
+  const zGate = deferred()
+  const zReceived: number[] = []
+  const errors: Record<string, number[]> = { x: [], z: [] }
+  const connections: Record<string, Connection> = {}
+  const { app, base } = await start(t, {
+    maxBufferedBytes: 512 * 1024,
+    closeTimeout: 300,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const name = event.request.query.name as 'x' | 'z'
+        return {
+          onOpen (ws: Connection) { connections[name] = ws },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            if (name === 'x') {
+              await xGate.promise
+              return
+            }
+            await zGate.promise
+            zReceived.push(indexOf(e.data))
+          },
+          onError (_ws: unknown, e: any) { errors[name].push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  t.teardown(() => xGate.resolve())
+  // x queues 25 messages (400 KiB, under the budget), then closes: its queue keeps its bytes
+  const x = await connect(t, `${base}/?name=x`)
+  const z = await connect(t, `${base}/?name=z`)
+  await until(() => connections.x !== undefined && connections.z !== undefined, 'both are open')
+  for (let i = 0; i < 26; i++) x.send(numbered(i, size))
+  await until(() => connections.x._inbound.length === 25, 'x queues 25 messages')
+  x.close()
+  await closed(x)
+  await until(() => app.wss.connections.length === 1, 'the server sees x close')
+  t.equal(connections.x._holding, 25 * size, 'the closed x still holds its queue')
+
+  // z's queue takes the server past maxBufferedBytes: z is paused; its handler then drains its queue
+  const inbound = connections.z._inbound
+  const pause = inbound.pause
+  let pressed = false
+  inbound.pause = function (reason: number): void {
+    pause.call(this, reason)
+    if ((reason & Pause.Server) !== 0) {
+      pressed = true
+      zGate.resolve()
+    }
+  }
+  for (let i = 0; i < 9; i++) z.send(numbered(i, size))
+  await until(() => pressed, 'the server pauses z for its budget')
+  await until(() => errors.x.length !== 0, "x's queue is dropped, closeTimeout after its close")
+
+  z.send(numbered(9, size))
+  await until(() => zReceived.length === 10, 'z reads again', 200).catch((err: Error) => t.fail(err.message))
+  t.same(errors.z, [], 'z, holding less than x, is not dropped')
+  t.equal(connections.z.status, 'Connected')
+  t.equal(inbound.reasons & Pause.Server, 0, 'z is no longer paused for the server budget')
+  t.same(zReceived, range(zReceived.length), 'z gets its messages in order')
+})
