@@ -8,7 +8,8 @@ import wssPlugin from 'fastify-wss'
 import { ChatServer } from './handlers.js'
 
 const page = await readFile(new URL('index.html', import.meta.url))
-const app = Fastify({ logger: true })
+// requestTimeout: a client that sends its headers slowly is dropped after 10 s
+const app = Fastify({ logger: true, requestTimeout: 10_000 })
 
 // With REDIS_URL, several chat servers share their rooms through Redis (ioredis needed then only).
 const adapter = process.env.REDIS_URL
@@ -20,6 +21,8 @@ await app.register(wssPlugin, {
   path: '/chat',
   dataType: 'object',
   maxPayload: 4096,
+  // a person types a few messages a second; a script that sends more is paced
+  rateLimit: { max: 20, timeWindow: 1000 },
   adapter
 })
 app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(page))
