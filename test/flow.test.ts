@@ -347,11 +347,10 @@ t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket a
   const stub = { pause () { calls.push('pause') }, resume () { calls.push('resume') } }
   t.equal(gateSupported(stub as unknown as WebSocket), false)
   const inbound = new Inbound(stub as unknown as WebSocket, 2, 100)
-  // The queue reason is cleared once the messages taken are delivered: by
-  // relieve() where Inbound has it, by shift() itself where it does not.
+  // shift() takes a message; relieve(), once the messages taken are delivered, clears the queue reason at half
   const taken = (): Buffer => {
     const data = inbound.shift()
-    ;(inbound as { relieve?: () => void }).relieve?.()
+    inbound.relieve()
     return data
   }
 
@@ -380,6 +379,32 @@ t.test('Inbound without a ws Receiver (no gate): pauses and resumes the socket a
   t.same(calls, ['pause', 'resume', 'pause'], 'paused at maxBytes')
   t.equal(inbound.clear(), 1)
   t.same({ length: inbound.length, bytes: inbound.bytes }, { length: 0, bytes: 0 })
+})
+
+t.test('Inbound: shift() does not resume reading (a message parsed then would overtake the one taken); relieve() does, once both bounds are back under half', async (t) => {
+  const calls: string[] = []
+  const stub = { pause () { calls.push('pause') }, resume () { calls.push('resume') } }
+  const inbound = new Inbound(stub as unknown as WebSocket, 4, 1000)
+  for (const text of ['a', 'b', 'c', 'd']) inbound.push(Buffer.from(text), false)
+  t.same(calls, ['pause'])
+  inbound.shift()
+  inbound.shift()
+  t.same(calls, ['pause'], 'at half, shift() alone leaves reading paused')
+  t.equal(inbound.reasons, Pause.Queue)
+  inbound.relieve()
+  t.same(calls, ['pause', 'resume'], 'relieve() resumes')
+  t.equal(inbound.reasons, 0)
+
+  inbound.push(Buffer.alloc(998), true)
+  t.same({ length: inbound.length, bytes: inbound.bytes }, { length: 3, bytes: 1000 })
+  t.same(calls, ['pause', 'resume', 'pause'], 'paused at maxBytes')
+  inbound.shift()
+  inbound.shift()
+  inbound.relieve()
+  t.same(calls, ['pause', 'resume', 'pause'], 'bytes over half: still paused')
+  inbound.shift()
+  inbound.relieve()
+  t.same(calls, ['pause', 'resume', 'pause', 'resume'], 'both under half: resumed')
 })
 
 t.test('Outbound without a ws Sender: sendFrame falls back to socket.send with the payload, { binary, compress: false }', async (t) => {
