@@ -575,3 +575,75 @@ t.test('maxBufferedBytes with a closed connection holding the most: a live conne
   t.equal(inbound.reasons & Pause.Server, 0, 'z is no longer paused for the server budget')
   t.same(zReceived, range(zReceived.length), 'z gets its messages in order')
 })
+
+t.test('maxBufferedBytes: a connection paused for the server budget reads again once it holds nothing and the server is back under the bound, though slow readers keep the server above half of it', async (t) => {
+  const size = 16 * 1024
+  const maxBufferedBytes = 512 * 1024
+  const slowTarget = 400 * 1024
+  const filled = deferred<number>()
+  const xGate = deferred()
+  const xReceived: number[] = []
+  const errors: Record<string, number[]> = { s: [], x: [] }
+  const connections: Record<string, Connection> = {}
+  const { base } = await start(t, {
+    maxBufferedBytes,
+    closeTimeout: 200,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const name = event.request.query.name as 's' | 'x'
+        return {
+          onOpen (ws: Connection) { connections[name] = ws },
+          async onMessage (ws: Connection, e: { data: any }) {
+            if (name === 's') {
+              // one message per tick: bufferedAmount grows only once the kernel's buffers are full
+              const chunk = 's'.repeat(size)
+              for (let i = 0; i < 4096 && ws.bufferedAmount < slowTarget; i++) {
+                ws.send(chunk)
+                await new Promise((resolve) => setImmediate(resolve))
+              }
+              filled.resolve(ws.bufferedAmount)
+              return
+            }
+            await xGate.promise
+            xReceived.push(indexOf(e.data))
+          },
+          onError (_ws: unknown, e: any) { errors[name].push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  // s reads nothing: the server holds its outbound bytes, more than half of maxBufferedBytes, under it
+  const s = await connect(t, `${base}/?name=s`)
+  const x = await connect(t, `${base}/?name=x`)
+  await until(() => connections.s !== undefined && connections.x !== undefined, 'both are open')
+  pauseReading(s)
+  s.send('fill')
+  const buffered = await filled.promise
+  t.ok(buffered >= slowTarget && buffered < maxBufferedBytes, `s holds ${buffered} unread bytes`)
+
+  // x's queue takes the server past maxBufferedBytes: x is paused; its handler then drains its queue
+  const inbound = connections.x._inbound
+  const pause = inbound.pause
+  let pressed = false
+  inbound.pause = function (reason: number): void {
+    pause.call(this, reason)
+    if ((reason & Pause.Server) !== 0) {
+      pressed = true
+      xGate.resolve()
+    }
+  }
+  for (let i = 0; i < 10; i++) x.send(numbered(i, size))
+  await until(() => pressed, 'the server pauses x for its budget')
+  await until(() => connections.x._holding === 0 && xReceived.length !== 0, "x's queue is delivered: x holds nothing")
+  t.ok(xReceived.length < 10, `x was paused before all its messages were read (${xReceived.length} of 10 delivered)`)
+  t.ok(connections.s._holding > maxBufferedBytes / 2 && connections.s._holding <= maxBufferedBytes,
+    `the server holds ${connections.s._holding} bytes for s: over half of maxBufferedBytes, under it`)
+
+  x.send(numbered(10, size))
+  await until(() => xReceived.length === 11, 'x reads again', 200).catch((err: Error) => t.fail(err.message))
+  t.equal(inbound.reasons & Pause.Server, 0, 'x is no longer paused for the server budget')
+  t.same(errors, { s: [], x: [] }, 'nobody is dropped: the server is under maxBufferedBytes')
+  t.same(xReceived, range(xReceived.length))
+  resumeReading(s)
+})
