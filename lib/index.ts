@@ -26,27 +26,29 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   })
   fastify.decorate('wss', server)
 
+  const { route } = options
   fastify.route({
+    ...route,
     method: 'GET',
     url: options.path ?? '/*',
     exposeHeadRoute: false,
     // hidden from API docs generators, as @fastify/websocket does for its routes
-    schema: { hide: true } as FastifySchema,
-    // Route-level, so it runs after the context's own hooks (auth, rate limit).
-    preHandler (request, reply, done) {
+    schema: { hide: true, ...route.schema } as FastifySchema,
+    // After the context's hooks and the route's own (auth, rate limit, validation).
+    preHandler: [...hooks(route.preHandler), function admit (request, reply, done) {
       const socket = upgrades.socket(request.raw)
       if (socket === undefined) return done()
       server._admit(request, reply, socket, upgrades.head(request.raw), done)
-    },
+    }],
     // An upgrade refused with an HTTP response: nothing more will be read from it.
-    onResponse (request, _reply, done) {
+    onResponse: [...hooks(route.onResponse), function closeRefused (request, _reply, done) {
       const socket = upgrades.socket(request.raw)
       if (socket !== undefined) {
         upgrades.taken(socket)
         socket.destroy()
       }
       done()
-    },
+    }],
     // A plain GET on the path is not a WebSocket: the app's 404.
     handler (_request: FastifyRequest, reply: FastifyReply) {
       reply.callNotFound()
@@ -84,6 +86,11 @@ async function takeUpgrades (fastify: FastifyInstance, upgrades: Upgrades): Prom
   // On the root too, so that tests reach every server from the app they hold.
   const root = rootOf(fastify)
   if (!root.hasDecorator('injectWS')) root.decorate('injectWS', fastify.injectWS)
+}
+
+/** A route hook option as an array: none, one, or several. */
+function hooks<T> (option: T | T[] | undefined): T[] {
+  return option === undefined ? [] : Array.isArray(option) ? option : [option]
 }
 
 /** The root instance: every context is made with `Object.create` of its parent. */
@@ -129,7 +136,7 @@ export default wssPlugin
 
 export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
-export { defaults, type WssPluginOptions, type AllowedOrigins, type RateLimit } from './options.js'
+export { defaults, type WssPluginOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
 export type { DataType, MessageData } from './codec.js'
 export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {

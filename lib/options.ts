@@ -1,4 +1,5 @@
 import { getHeapStatistics } from 'node:v8'
+import type { RouteShorthandOptions } from 'fastify'
 import type { PerMessageDeflateOptions } from 'ws'
 import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
@@ -58,7 +59,20 @@ export interface WssPluginOptions<D extends DataType = DataType> {
   shutdownTimeout?: number
   /** Deepest nesting of arrays and objects in a message under dataType `'object'`; deeper is invalid JSON (errCode 300). Default 64. */
   maxDepth?: number
+  /**
+   * Fastify route options of the upgrade route, as on any route: `schema`
+   * (`params`, `querystring`, `headers`, validated before onConnection),
+   * `config` (`config.rateLimit` of `@fastify/rate-limit`), route hooks,
+   * `constraints`, `logLevel`... The plugin owns `method`, `url`, `handler`.
+   */
+  route?: WssRouteOptions
 }
+
+/** The route options the plugin takes: those of any Fastify route but the ones it owns. */
+export type WssRouteOptions = Omit<RouteShorthandOptions, 'websocket'> & Record<string, unknown>
+
+/** The route options the plugin sets itself. */
+const ownedRouteKeys = ['method', 'url', 'path', 'handler', 'websocket', 'wsHandler', 'exposeHeadRoute'] as const
 
 /** The `rateLimit` option: the names `@fastify/rate-limit` uses. */
 export interface RateLimit {
@@ -110,6 +124,7 @@ export interface ResolvedOptions<D extends DataType> {
   maxBufferedBytes: number
   shutdownTimeout: number
   maxDepth: number
+  route: WssRouteOptions
 }
 
 function positiveInteger (name: string, value: unknown, fallback: number): number {
@@ -186,7 +201,8 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
     rateLimit: rateLimit(opts.rateLimit),
     maxBufferedBytes: positiveInteger('maxBufferedBytes', opts.maxBufferedBytes, defaults.maxBufferedBytes),
     shutdownTimeout: duration('shutdownTimeout', opts.shutdownTimeout, defaults.shutdownTimeout),
-    maxDepth: positiveInteger('maxDepth', opts.maxDepth, defaults.maxDepth)
+    maxDepth: positiveInteger('maxDepth', opts.maxDepth, defaults.maxDepth),
+    route: routeOptions(opts.route)
   }
 }
 
@@ -198,6 +214,17 @@ function heartbeatInterval (heartbeat: WssPluginOptions['heartbeat']): number {
     throw new WssInvalidOptionError('heartbeat', `must be a boolean or { interval }, got ${describe(heartbeat)}`)
   }
   return duration('heartbeat.interval', heartbeat.interval, defaults.heartbeat.interval)
+}
+
+function routeOptions (route: WssRouteOptions | undefined): WssRouteOptions {
+  if (route === undefined) return {}
+  if (route === null || typeof route !== 'object') {
+    throw new WssInvalidOptionError('route', `must be an object of Fastify route options, got ${describe(route)}`)
+  }
+  for (const key of ownedRouteKeys) {
+    if (key in route) throw new WssInvalidOptionError(`route.${key}`, 'is set by the plugin and cannot be given')
+  }
+  return route
 }
 
 function rateLimit (limit: RateLimit | undefined): Required<RateLimit> | undefined {

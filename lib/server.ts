@@ -58,7 +58,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   #terminating: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
   readonly #adapter: WssAdapter | undefined
-  readonly #upgrades: Pick<Upgrades, 'taken'>
+  readonly #upgrades: Pick<Upgrades, 'taken' | 'isInjected'>
   readonly #shutdownTimeout: number
   /** Bytes held for all connections: inbound queues, and outbound buffers from COUNTED_FROM up. */
   #held = 0
@@ -84,7 +84,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>, json: Omit<JsonRules, 'maxDepth'>) {
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, json: Omit<JsonRules, 'maxDepth'>) {
     this.#handler = options.handler
     this.#dataType = options.dataType
     this.#path = options.path
@@ -330,7 +330,7 @@ export class WebSocketServer<D extends DataType = DataType> {
         this.#upgrades.taken(socket)
         // The HTTP response object is no longer needed once the socket is upgraded.
         if (reply.raw.socket === socket) reply.raw.detachSocket(socket as never)
-        this.#accept(ws, handler, connectionRequest, socket)
+        this.#accept(ws, handler, connectionRequest, socket, this.#upgrades.isInjected(request.raw))
       })
     } catch (err) {
       // ws refuses a socket that other code upgraded meanwhile: that code owns it now.
@@ -366,11 +366,14 @@ export class WebSocketServer<D extends DataType = DataType> {
     if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
   }
 
-  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex): void {
+  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
     const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
     this.#connections.add(connection)
     this.#unfinished.add(connection)
-    connection._open()
+    // `await app.injectWS()` resumes after the client's 'open': what onOpen
+    // sends must wait until the test had its turn to listen for it.
+    if (injected) setImmediate(openLater, connection)
+    else connection._open()
   }
 
   /** @internal A connection is Closed: it leaves `connections`. */
@@ -471,6 +474,10 @@ export class WebSocketServer<D extends DataType = DataType> {
     connection._suppressed = 0
     this._log.warn({ errCode: entry.errCode, connectionId: connection.id, suppressed }, `fastify-wss: ${entry.message}`)
   }
+}
+
+function openLater (connection: WebSocketConnection<DataType>): void {
+  connection._open()
 }
 
 /** A status in 400–599, read as Fastify's error handler reads it (a numeric string counts), so both agree. */

@@ -4,11 +4,13 @@ import type { Duplex } from 'node:stream'
 
 const kSocket = Symbol('fastify-wss.socket')
 const kHead = Symbol('fastify-wss.head')
+const kInjected = Symbol('fastify-wss.injected')
 
 /** An upgrade request, with the socket and first packet Node gave with it. */
 export interface UpgradeRequest extends IncomingMessage {
   [kSocket]?: Duplex
   [kHead]?: Buffer
+  [kInjected]?: boolean
 }
 
 type UpgradeListener = (req: UpgradeRequest, socket: Duplex, head: Buffer) => void
@@ -124,6 +126,11 @@ export class Upgrades {
     return (req as UpgradeRequest)[kSocket]
   }
 
+  /** Whether the request was made by `app.injectWS`, in memory. */
+  isInjected (req: IncomingMessage): boolean {
+    return (req as UpgradeRequest)[kInjected] === true
+  }
+
   head (req: IncomingMessage): Buffer {
     return (req as UpgradeRequest)[kHead] as Buffer
   }
@@ -138,6 +145,13 @@ export class Upgrades {
     if (req.socket === undefined) {
       req.headers.host ??= 'localhost:80'
       Object.defineProperty(req, 'socket', { value: { remoteAddress: '127.0.0.1', encrypted: false }, configurable: true })
+      req[kInjected] = true
+      // Its in-memory stream does not close by itself once both sides have
+      // ended, as a TCP socket does: without this the close would wait for closeTimeout.
+      let ended = 0
+      const both = (): void => { if (++ended === 2) socket.destroy() }
+      socket.once('end', both)
+      socket.once('finish', both)
     }
     const invalid = invalidHandshake(req)
     if (invalid !== undefined) {
