@@ -415,8 +415,9 @@ export class WebSocketServer<D extends DataType = DataType> {
    * While the server holds more than maxBufferedBytes: the connections that
    * hold the most are paused, and dropped (1008) when they were paused at
    * the previous check already, or are closed (their queue is dropped),
-   * until what is left is under half of the bound. Once the server holds
-   * less than half of it, every paused connection is read again.
+   * until what is left is under half of the bound. Under the bound, a paused
+   * connection that holds nothing is read again; under half of it, every
+   * paused connection is.
    */
   readonly #relieve = (): void => {
     this.#pressure = undefined
@@ -425,7 +426,14 @@ export class WebSocketServer<D extends DataType = DataType> {
       this.#pressed.clear()
       return
     }
-    if (this.#held > this.#maxHeld) {
+    if (this.#held <= this.#maxHeld) {
+      // under the bound but above half of it: a paused connection that holds nothing reads again
+      for (const connection of this.#pressed) {
+        if (connection._holding !== 0) continue
+        this.#pressed.delete(connection)
+        connection._inbound.resume(Pause.Server)
+      }
+    } else {
       const excess = this.#held - this.#maxHeld / 2
       const holders = [...this.#connections, ...this.#closedHolding].sort((a, b) => b._holding - a._holding)
       let freed = 0
