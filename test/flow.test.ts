@@ -48,6 +48,8 @@ t.test('rateLimit { max: 5, timeWindow: 300 } (pause): 20 messages sent at once 
   await until(() => received.length === 20, 'all 20 are delivered', 1000)
   t.same(received, range(20), 'every message, once, in order')
   t.ok(reasonsSeen.some((reasons) => (reasons & Pause.Rate) !== 0), 'reading was paused for the rate at some point')
+  t.same(reasonsSeen.slice(0, 5).map((reasons) => (reasons & Pause.Rate) !== 0), [false, false, false, false, true],
+    'reading pauses at the 5th message of the first window')
   t.same(errors, [], 'no error')
   t.equal(terminated, false)
   t.equal(client.readyState, WebSocket.OPEN, 'the client is still connected')
@@ -294,6 +296,32 @@ t.test("the binary flag under dataType 'blob': an echo answering in kind returns
     const { data, binary } = sent[i]
     t.equal(received[i].binary, binary, `message ${i} (${binary ? 'binary' : 'text'}, ${Buffer.byteLength(data)} bytes) comes back ${binary ? 'binary' : 'text'}`)
     t.same(received[i].data, Buffer.from(data), `message ${i} comes back with the same bytes`)
+  }
+})
+
+t.test("the binary flag under dataType 'text' and 'object': true for binary frames, false for text frames", async (t) => {
+  for (const dataType of ['text', 'object'] as const) {
+    const seen: Array<{ data: unknown, binary: boolean }> = []
+    const { base } = await start(t, {
+      dataType,
+      heartbeat: false,
+      handler: {
+        onConnection () {
+          return {
+            onMessage (ws: Connection, event: { data: any, binary: boolean }) {
+              seen.push({ data: event.data, binary: event.binary })
+              if (seen.length === 2) ws.send('done')
+            }
+          }
+        }
+      }
+    })
+    const client = await connect(t, base)
+    client.send('{"a":1}')
+    client.send(Buffer.from('{"a":2}'), { binary: true })
+    await messages(client, 1)
+    const decoded = dataType === 'text' ? ['{"a":1}', '{"a":2}'] : [{ a: 1 }, { a: 2 }]
+    t.same(seen, [{ data: decoded[0], binary: false }, { data: decoded[1], binary: true }], `under '${dataType}'`)
   }
 })
 
