@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { FastifyErrorConstructor } from '@fastify/error'
 
 /** The `componentSignature` of every error entry this package reports. */
 export const componentSignature = 'fastify-wss'
@@ -65,43 +66,46 @@ export interface WssErrorEntry {
 /** The last argument of a coded error's constructor that sets its `cause`. */
 type Cause = { cause: unknown }
 
-export const WssInvalidOptionError = createError<[string, string]>(
+// Each class is typed explicitly, with the named type of @fastify/error:
+// declarations that spell out its namespace do not resolve under every
+// moduleResolution, and an inferred type can degrade to `any`.
+export const WssInvalidOptionError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_OPTION', statusCode: 500 }, [option: string, problem: string]> = createError(
   'FST_WSS_INVALID_OPTION', 'fastify-wss: option "%s" %s', 500, TypeError)
-export const WssAlreadyRegisteredError = createError(
+export const WssAlreadyRegisteredError: FastifyErrorConstructor<{ code: 'FST_WSS_ALREADY_REGISTERED' }, []> = createError(
   'FST_WSS_ALREADY_REGISTERED',
   'fastify-wss: this context or one of its ancestors already has a WebSocket server; register the plugin in sibling contexts for several servers')
-export const WssConnectionRefusedError = createError(
+export const WssConnectionRefusedError: FastifyErrorConstructor<{ code: 'FST_WSS_CONNECTION_REFUSED', statusCode: 403 }, []> = createError(
   'FST_WSS_CONNECTION_REFUSED', 'The WebSocket connection was refused', 403)
-export const WssOriginNotAllowedError = createError<[string]>(
+export const WssOriginNotAllowedError: FastifyErrorConstructor<{ code: 'FST_WSS_ORIGIN_NOT_ALLOWED', statusCode: 403 }, [origin: string]> = createError(
   'FST_WSS_ORIGIN_NOT_ALLOWED', 'Origin "%s" is not allowed', 403)
-export const WssUnavailableError = createError<[string]>(
+export const WssUnavailableError: FastifyErrorConstructor<{ code: 'FST_WSS_UNAVAILABLE', statusCode: 503 }, [state: string]> = createError(
   'FST_WSS_UNAVAILABLE', 'The WebSocket server %s', 503)
-export const WssNotWebSocketError = createError(
+export const WssNotWebSocketError: FastifyErrorConstructor<{ code: 'FST_WSS_NOT_WEBSOCKET', statusCode: 400 }, []> = createError(
   'FST_WSS_NOT_WEBSOCKET', 'The upgrade request is not a WebSocket upgrade', 400)
-export const WssInvalidConnectionHandlerError = createError(
+export const WssInvalidConnectionHandlerError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_CONNECTION_HANDLER', statusCode: 500 }, []> = createError(
   'FST_WSS_INVALID_CONNECTION_HANDLER',
   'onConnection returned an object without an onMessage function', 500)
-export const WssCallbackError = createError<[string, Cause?]>(
+export const WssCallbackError: FastifyErrorConstructor<{ code: 'FST_WSS_CALLBACK_ERROR' }, [message: string, options?: Cause]> = createError(
   'FST_WSS_CALLBACK_ERROR', '%s')
-export const WssInvalidJsonError = createError<[string, Cause?]>(
+export const WssInvalidJsonError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_JSON' }, [reason: string, options?: Cause]> = createError(
   'FST_WSS_INVALID_JSON', 'The message is not valid JSON: %s')
-export const WssNotSerializableError = createError<[string, Cause?]>(
+export const WssNotSerializableError: FastifyErrorConstructor<{ code: 'FST_WSS_NOT_SERIALIZABLE', statusCode: 500 }, [reason: string, options?: Cause]> = createError(
   'FST_WSS_NOT_SERIALIZABLE', 'The message cannot be encoded as JSON: %s', 500, TypeError)
-export const WssInvalidCloseCodeError = createError<[unknown]>(
+export const WssInvalidCloseCodeError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_CLOSE_CODE', statusCode: 500 }, [code: unknown]> = createError(
   'FST_WSS_INVALID_CLOSE_CODE', 'The close code must be 1000 or an integer from 3000 to 4999, got %s', 500, RangeError)
-export const WssCloseMessageTooLongError = createError<[number]>(
+export const WssCloseMessageTooLongError: FastifyErrorConstructor<{ code: 'FST_WSS_CLOSE_MESSAGE_TOO_LONG', statusCode: 500 }, [bytes: number]> = createError(
   'FST_WSS_CLOSE_MESSAGE_TOO_LONG', 'The close message must be a string of at most 123 UTF-8 bytes, got %s bytes', 500, RangeError)
 
-export const WssRateLimitedError = createError<[number, number]>(
+export const WssRateLimitedError: FastifyErrorConstructor<{ code: 'FST_WSS_RATE_LIMITED' }, [max: number, timeWindow: number]> = createError(
   'FST_WSS_RATE_LIMITED', 'More than %s messages in %s ms')
-export const WssMessagesDroppedError = createError<[number]>(
+export const WssMessagesDroppedError: FastifyErrorConstructor<{ code: 'FST_WSS_MESSAGES_DROPPED' }, [count: number]> = createError(
   'FST_WSS_MESSAGES_DROPPED', '%s messages still queued closeTimeout after the close were dropped')
-export const WssOverloadedError = createError<[number, number]>(
+export const WssOverloadedError: FastifyErrorConstructor<{ code: 'FST_WSS_OVERLOADED' }, [held: number, maxBufferedBytes: number]> = createError(
   'FST_WSS_OVERLOADED', 'The server held %s bytes, more than maxBufferedBytes (%s), and this connection held the most')
 
-export const WssInvalidTopicError = createError<[string]>(
+export const WssInvalidTopicError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_TOPIC', statusCode: 500 }, [topic: string]> = createError(
   'FST_WSS_INVALID_TOPIC', 'A topic must be a non-empty string, got %s', 500, TypeError)
-export const WssAdapterError = createError<[string, Cause?]>(
+export const WssAdapterError: FastifyErrorConstructor<{ code: 'FST_WSS_ADAPTER_ERROR' }, [reason: string, options?: Cause]> = createError(
   'FST_WSS_ADAPTER_ERROR', 'The cluster adapter failed: %s')
 
 /** Makes an `Error` of anything thrown, keeping an `Error` as it is. */

@@ -70,8 +70,8 @@ describe('the package', () => {
   test('the coded error constructors take their arguments and give FastifyErrors with a code', () => {
     const invalid = new WssInvalidOptionError('path', 'must start with "/"')
     expect(invalid).type.toBeAssignableTo<Error>()
-    expect(invalid.code).type.toBe<string>()
-    expect(invalid.statusCode).type.toBe<number | undefined>()
+    expect(invalid.code).type.toBe<'FST_WSS_INVALID_OPTION'>()
+    expect(invalid.statusCode).type.toBe<500>()
     expect(new WssInvalidCloseCodeError(42)).type.toBeAssignableTo<Error>()
     expect(new WssCloseMessageTooLongError(200)).type.toBeAssignableTo<Error>()
     expect(new WssInvalidOptionError('path')).type.toRaiseError('Expected 2 arguments')
