@@ -27,7 +27,7 @@ import { constants, deflateRawSync } from 'node:zlib'
 const plan = JSON.parse(process.argv[2])
 const sockets = new Set()
 const run = { over: false }
-const stats = { connections: 0, refused: 0, failed: 0, dropped: 0, cycles: 0, frames: 0, bytes: 0, rss: 0 }
+const stats = { connections: 0, refused: 0, failed: 0, dropped: 0, cycles: 0, writeMs: 0, closeMs: 0, frames: 0, bytes: 0, rss: 0 }
 // this process's own peak RSS, to show that the attack does not buffer what it sends
 const sampler = setInterval(() => { stats.rss = Math.max(stats.rss, process.memoryUsage.rss()) }, 100)
 
@@ -182,12 +182,18 @@ async function client () {
     }
     if (plan.mode === 'never-read') socket.pause()
     else socket.on('data', () => {}) // read and drop what the server sends
+    const started = Date.now()
     const outcome = await pump(socket, plan.mode === 'cycle' ? { count: plan.perCycle } : { burst: plan.burst, paceMs: plan.paceMs })
     if (outcome === 'closed') stats.dropped++
     if (outcome === 'written') {
+      const written = Date.now()
       socket.end(closeFrame)
       await closed(socket)
-      if (!run.over) stats.cycles++
+      if (!run.over) {
+        stats.cycles++
+        stats.writeMs += written - started
+        stats.closeMs += Date.now() - written
+      }
     }
   }
 }

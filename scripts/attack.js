@@ -449,6 +449,9 @@ const COLUMNS = [
     ? '–'
     : `${row.lost} / ${row.sent}${row.lostClosed === 0 ? '' : ` (${row.lostClosed} while closed)`}`],
   ['attack: conns, refused, MiB sent, own RSS MiB', (row) => row.stats === undefined ? '–' : `${row.stats.connections}, ${row.stats.refused}, ${mib(row.stats.bytes)}, ${mib(row.stats.rss)}`],
+  ['attack cycles: count, mean ms to send, to close', (row) => !row.stats?.cycles
+    ? '–'
+    : `${row.stats.cycles}, ${(row.stats.writeMs / row.stats.cycles).toFixed(0)}, ${(row.stats.closeMs / row.stats.cycles).toFixed(0)}`],
   ['verdict', verdict]
 ]
 
