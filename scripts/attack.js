@@ -2,10 +2,11 @@
 // well-behaved canary client beside them, on 127.0.0.1 only.
 //
 //   npm run attack              every attack against every server: about 6 minutes
-//   ATTACK_SECONDS=8 ATTACK_SERVERS=fastify-wss ATTACK_CLIENTS=never-read=250 npm run attack
-//                               the CI run: about 2 minutes. Shorter attacks miss
-//                               the deflate ones: inflating, ws pins only about
-//                               100-200 MiB/s on 2 cores, so 512 MiB takes 5-6 s.
+//   ATTACK_SERVERS=fastify-wss ATTACK_CLIENTS=never-read=250 npm run attack
+//                               the CI run: about 2 minutes. Shorter attacks are
+//                               weaker: ws inflates only about 50 MiB/s per
+//                               connection on 2 cores, so deflate-pin needs
+//                               5-10 s to pin 512 MiB.
 //
 // For each attack and server: a fresh server process (scripts/attack-server.js,
 // V8 heap limited to 1536 MB) is started and warmed up with the canary; its
