@@ -1,4 +1,5 @@
 import t from 'tap'
+import { randomBytes } from 'node:crypto'
 import type WebSocket from 'ws'
 import type { WebSocketConnection } from '../lib/index.js'
 import { Pause } from '../lib/inbound.js'
@@ -646,4 +647,46 @@ t.test('maxBufferedBytes: a connection paused for the server budget reads again 
   t.same(errors, { s: [], x: [] }, 'nobody is dropped: the server is under maxBufferedBytes')
   t.same(xReceived, range(xReceived.length))
   resumeReading(s)
+})
+
+t.test('perMessageDeflate: a connection dropped past maxBackpressure while ws still compresses its messages stops counting against maxBufferedBytes once closed: new upgrades are accepted, and no onDrain comes after onTerminate', async (t) => {
+  const events: string[] = []
+  const terminated = deferred()
+  const { app, base } = await start(t, {
+    perMessageDeflate: true,
+    maxBackpressure: 1024 * 1024,
+    maxBufferedBytes: 1024 * 1024,
+    closeTimeout: 200,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        if (event.request.query.later !== undefined) return { onMessage () {} }
+        return {
+          onMessage (ws: Connection) {
+            // sent in one tick: while ws compresses the first, the others wait in its sender, not in the TCP socket
+            const results: boolean[] = []
+            for (let i = 0; i < 4; i++) results.push(ws.send(randomBytes(400 * 1024)))
+            events.push(`sent ${results.join(',')}`)
+          },
+          onDrain () { events.push('drain') },
+          onTerminate (_ws: unknown, e: any) {
+            events.push(`terminate ${e.code}`)
+            terminated.resolve()
+          }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base, { perMessageDeflate: true })
+  t.match(client.extensions, /permessage-deflate/)
+  client.send('go')
+  await terminated.promise
+  t.match(events[0], /^sent true,true,(true,)?false/, 'dropped past maxBackpressure (1 MiB) by the 3rd or 4th send of 400 KiB')
+  t.equal(events[1], 'terminate 1006')
+  t.equal(app.wss.connections.length, 0)
+
+  await sleep(150) // several of ws's and the plugin's checks: waited for, not measured
+  const later = await connect(t, `${base}/?later`).then(() => 'open', (err: Error) => err.message)
+  t.equal(later, 'open', 'the closed connection holds nothing against maxBufferedBytes: a new upgrade succeeds')
+  t.same(events.slice(1), ['terminate 1006'], 'onTerminate is the last callback: no onDrain after it')
 })
