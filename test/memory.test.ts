@@ -690,3 +690,33 @@ t.test('perMessageDeflate: a connection dropped past maxBackpressure while ws st
   t.equal(later, 'open', 'the closed connection holds nothing against maxBufferedBytes: a new upgrade succeeds')
   t.same(events.slice(1), ['terminate 1006'], 'onTerminate is the last callback: no onDrain after it')
 })
+
+t.test('the heartbeat destroys a client that reads nothing, though reading it is paused for its outbound buffer (the pause is its own doing)', async (t) => {
+  const terminated = deferred<any>()
+  const { app, base } = await start(t, {
+    heartbeat: { interval: 200 },
+    maxBackpressure: 1024 * 1024,
+    closeTimeout: 200,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection) { ws.send('r'.repeat(64 * 1024)) },
+          onTerminate (_ws: unknown, e: any) { terminated.resolve(e) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  const [connection] = app.wss.connections
+  pauseReading(client) // it reads nothing from now on: neither replies nor pings
+  const outboundPaused = (): boolean => (connection._inbound.reasons & Pause.Outbound) !== 0
+  for (let sent = 0; sent < 4000 && !outboundPaused() && connection.status === 'Connected';) {
+    for (let i = 0; i < 20; i++, sent++) client.send(`q${sent}`)
+    await sleep(5)
+  }
+  t.ok(outboundPaused(), 'the server stopped reading it for its outbound buffer')
+  t.equal(connection.status, 'Connected', 'still connected when the pause began')
+
+  const ended = await Promise.race([terminated.promise, sleep(1000).then(() => undefined)]) // five intervals: waited for, not measured
+  t.equal(ended?.code, 1006, 'destroyed by the heartbeat: it never answered a ping')
+})
