@@ -46,6 +46,24 @@ const neverOpened = { readyState: 3, bufferedAmount: 0 } as unknown as WebSocket
 let lastId = 0
 
 /**
+ * What one connection may read in one turn of the event loop (Node reads up
+ * to 32 × 64 KiB from a socket in one go): past it, it waits for the next
+ * turn, so that a flood of cheap or costly messages cannot stall the others.
+ */
+const TURN_MESSAGES = 64
+const TURN_BYTES = 256 * 1024
+/** The turn of the event loop, counted only while some connection waits for the next one. */
+let turn = 0
+let yielded: Array<WebSocketConnection<DataType>> = []
+
+function nextTurn (): void {
+  turn++
+  const connections = yielded
+  yielded = []
+  for (const connection of connections) connection._inbound.resume(Pause.Turn)
+}
+
+/**
  * One client connection. Created by the plugin when `onConnection` returns a
  * connection handler; given to every callback of that handler.
  */
@@ -70,6 +88,10 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #ended = false
   /** Dropped for maxBufferedBytes: what it still sends is not delivered. */
   #discarding = false
+  /** The turn of the event loop this connection was last read in, and what it read in it. */
+  #turn = -1
+  #turnMessages = 0
+  #turnBytes = 0
   /** Messages read in the current rateLimit window, and when it ends. */
   #rateCount = 0
   #rateWindowEnd = 0
@@ -79,6 +101,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #topics: Set<string> | undefined
   /** @internal Whether the peer answered the last ping. */
   _alive = true
+  /** The outbound bytes at the last heartbeat while paused for them: a peer that reads nothing between two is dropped. */
+  #heartbeatBuffered = Infinity
   /** @internal When the log last showed an error this client caused, and how many it has not shown since. */
   _logged = 0
   /** @internal */
@@ -192,6 +216,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal The TCP socket drained (or the poll found the sender's bytes written). */
   _drained (): void {
+    if (this.#socket.readyState !== OPEN) return
     const buffered = this.#outbound.buffered
     this.#count(buffered)
     if (!this.#draining) return
@@ -273,12 +298,24 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /**
    * @internal Pings; destroys the socket when the previous ping got no pong.
-   * Skipped while reading is paused: a pong cannot be read then, and the
-   * peer is not at fault.
+   * Skipped while reading is paused by the server (queue, rate, budget): a
+   * pong cannot be read then, and the peer is not at fault.
    */
   _heartbeat (): void {
     const socket = this.#socket
-    if (socket.readyState !== OPEN || this._inbound.paused) return
+    if (socket.readyState !== OPEN) return
+    const reasons = this._inbound.reasons
+    if (reasons !== 0) {
+      // Paused only because the peer does not read what it is sent: its pong
+      // cannot be read, but a peer that read nothing for a whole interval is gone.
+      if (reasons === Pause.Outbound) {
+        const buffered = this.#outbound.buffered
+        if (buffered >= this.#heartbeatBuffered) socket.terminate()
+        else this.#heartbeatBuffered = buffered
+      }
+      return
+    }
+    this.#heartbeatBuffered = Infinity
     if (!this._alive) {
       socket.terminate()
       return
@@ -290,6 +327,15 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
     if (this.#discarding) return
+    // A fair share of each turn of the event loop: a client that sends
+    // faster than it can be served waits for the next turn, others are read.
+    if (this.#turn !== turn) {
+      this.#turn = turn
+      this.#turnMessages = 0
+      this.#turnBytes = 0
+    }
+    this.#turnBytes += data.length
+    if (++this.#turnMessages >= TURN_MESSAGES || this.#turnBytes >= TURN_BYTES) this.#yield()
     const limit = this.#wss._rateLimit
     if (limit !== undefined && !this.#withinRate(limit)) return
     const inbound = this._inbound
@@ -299,6 +345,12 @@ export class WebSocketConnection<D extends DataType = DataType> {
       return
     }
     this.#deliver(data, binary)
+  }
+
+  /** Stops reading until the next turn of the event loop. */
+  #yield (): void {
+    this._inbound.pause(Pause.Turn)
+    if (yielded.push(this as unknown as WebSocketConnection<DataType>) === 1) setImmediate(nextTurn)
   }
 
   /** Counts the message against rateLimit: pauses at the limit, or closes past it. */
@@ -369,6 +421,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#topics = undefined
     }
     this.#count(0)
+    this.#draining = false
     clearTimeout(this.#rateTimer)
     this.#wss._remove(this)
     if (this.#ended) return

@@ -12,7 +12,9 @@ export const Pause = {
   /** rateLimit: the window is used up. */
   Rate: 4,
   /** The server holds more than maxBufferedBytes. */
-  Server: 8
+  Server: 8,
+  /** The connection had its share of this turn of the event loop. */
+  Turn: 16
 } as const
 
 /** The part of `ws`'s (internal) Receiver that the read gate drives. */

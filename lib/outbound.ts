@@ -31,6 +31,10 @@ function uncorkAll (): void {
  */
 export const COUNTED_FROM = 64 * 1024
 
+/** Text from this length on is sent as bytes (see `send`). */
+const LARGE_TEXT = 16 * 1024
+const text = { binary: false }
+
 /**
  * What a connection writes: holds the TCP socket's writes until the end of
  * the tick, so that the messages sent to one peer in a tick (the answers to
@@ -68,7 +72,13 @@ export class Outbound {
 
   send (data: Payload, cb: (() => void) | undefined): void {
     this.#cork()
-    this.#socket.send(data, cb)
+    if (typeof data === 'string' && data.length >= LARGE_TEXT) {
+      // A string waiting in a socket's buffer is held twice (the string, and
+      // the copy written from it): as bytes it is held once.
+      this.#socket.send(Buffer.from(data), text, cb)
+    } else {
+      this.#socket.send(data, cb)
+    }
   }
 
   /**

@@ -422,8 +422,11 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly #relieve = (): void => {
     this.#pressure = undefined
     if (this.#held <= this.#maxHeld / 2) {
-      for (const connection of this.#pressed) connection._inbound.resume(Pause.Server)
+      // Cleared first: a connection that reads again is pressed again at its
+      // next count past the bound, not let through because it is still listed.
+      const pressed = Array.from(this.#pressed)
       this.#pressed.clear()
+      for (const connection of pressed) connection._inbound.resume(Pause.Server)
       return
     }
     if (this.#held <= this.#maxHeld) {

@@ -10,6 +10,8 @@ import { Outbound, senderSupported } from '../lib/outbound.js'
 import { closed, connect, deferred, messages, start } from './helpers/index.js'
 import { captureLog, type LogLine } from './helpers/log.js'
 import { until } from './helpers/until.js'
+import { rawConnect } from './helpers/frames.js'
+import { textFrames } from './helpers/flood.js'
 
 type Connection = WebSocketConnection<any>
 
@@ -477,4 +479,44 @@ t.test('Outbound with a ws Sender that is busy: sendFrame queues the payload thr
   outbound.sendFrame(serverFrame('two'), undefined)
   t.same(frames, [framed.list])
   t.same(sent, [{ data: Buffer.from('two'), options: { binary: false, compress: false } }], 'busy: behind what the sender holds')
+})
+
+t.test('a client that sends more than its share of a turn of the event loop waits for the next turn, while another client is answered between its batches; nothing is lost or reordered', async (t) => {
+  const count = 1000
+  const order: string[] = []
+  let turns = 0
+  const opened = deferred<WebSocketConnection<any>>()
+  const { base } = await start(t, {
+    path: '/fair',
+    handler: {
+      onConnection (_wss, { request }) {
+        const flooding = request.query.flood === '1'
+        return {
+          onOpen (ws) { if (flooding) opened.resolve(ws) },
+          onMessage (ws, event) {
+            if (flooding) order.push(String(event.data))
+            else ws.send(`pong at ${order.length}`)
+          }
+        }
+      }
+    }
+  })
+  const other = await connect(t, `${base}/fair`)
+  const client = await rawConnect(t, `${base}/fair?flood=1`)
+  const flooder = await opened.promise
+  const inbound = flooder._inbound
+  const pause = inbound.pause
+  inbound.pause = function (reason: number) {
+    if ((reason & Pause.Turn) !== 0) turns++
+    pause.call(this, reason)
+  }
+  const expected = Array.from({ length: count }, (_, i) => `m${i}`)
+  client.socket.write(textFrames(count, (i) => expected[i]))
+  other.send('ping') // answered between two batches of the flood
+  const [pong] = await messages(other, 1)
+  await until(() => order.length === count, 'every message delivered')
+  t.ok(turns >= count / 64 - 1, `the flood was read in turns (${turns} yields)`)
+  t.ok(Number(pong.split(' ')[2]) < count, `the other client was answered before the flood was all read (${pong})`)
+  t.same(order, expected, 'every message once, in order')
+  t.equal(inbound.reasons, 0, 'reading is no longer paused')
 })
