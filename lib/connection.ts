@@ -46,9 +46,10 @@ const neverOpened = { readyState: 3, bufferedAmount: 0 } as unknown as WebSocket
 let lastId = 0
 
 /**
- * What one connection may read in one turn of the event loop (Node reads up
- * to 32 × 64 KiB from a socket in one go): past it, it waits for the next
- * turn, so that a flood of cheap or costly messages cannot stall the others.
+ * What one connection may read (and, in large answers, make the server
+ * write) in one turn of the event loop (Node reads up to 32 × 64 KiB from a
+ * socket in one go): past it, it waits for the next turn, so that a flood of
+ * cheap or costly messages cannot stall the others.
  */
 const TURN_MESSAGES = 64
 const TURN_BYTES = 256 * 1024
@@ -165,7 +166,11 @@ export class WebSocketConnection<D extends DataType = DataType> {
    */
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    this.#outbound.send(encode(this.#wss.dataType, message), undefined)
+    const data = encode(this.#wss.dataType, message)
+    this.#outbound.send(data, undefined)
+    // What a peer's messages make the server write counts in its share of the turn.
+    const length = typeof data === 'string' ? data.length : data.byteLength
+    if (length >= COUNTED_FROM) this.#share(0, length)
     return this.#checkBackpressure()
   }
 
@@ -327,15 +332,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
     if (this.#discarding) return
-    // A fair share of each turn of the event loop: a client that sends
-    // faster than it can be served waits for the next turn, others are read.
-    if (this.#turn !== turn) {
-      this.#turn = turn
-      this.#turnMessages = 0
-      this.#turnBytes = 0
-    }
-    this.#turnBytes += data.length
-    if (++this.#turnMessages >= TURN_MESSAGES || this.#turnBytes >= TURN_BYTES) this.#yield()
+    this.#share(1, data.length)
     const limit = this.#wss._rateLimit
     if (limit !== undefined && !this.#withinRate(limit)) return
     const inbound = this._inbound
@@ -347,10 +344,23 @@ export class WebSocketConnection<D extends DataType = DataType> {
     this.#deliver(data, binary)
   }
 
-  /** Stops reading until the next turn of the event loop. */
-  #yield (): void {
-    this._inbound.pause(Pause.Turn)
-    if (yielded.push(this as unknown as WebSocketConnection<DataType>) === 1) setImmediate(nextTurn)
+  /**
+   * A fair share of each turn of the event loop: a connection that read
+   * `TURN_MESSAGES` messages, or read and answered `TURN_BYTES` bytes, is not
+   * read again until the next turn, so that the others are read meanwhile.
+   */
+  #share (messages: number, bytes: number): void {
+    if (this.#turn !== turn) {
+      this.#turn = turn
+      this.#turnMessages = 0
+      this.#turnBytes = 0
+    }
+    this.#turnMessages += messages
+    this.#turnBytes += bytes
+    if ((this.#turnMessages >= TURN_MESSAGES || this.#turnBytes >= TURN_BYTES) && (this._inbound.reasons & Pause.Turn) === 0) {
+      this._inbound.pause(Pause.Turn)
+      if (yielded.push(this as unknown as WebSocketConnection<DataType>) === 1) setImmediate(nextTurn)
+    }
   }
 
   /** Counts the message against rateLimit: pauses at the limit, or closes past it. */
