@@ -16,6 +16,14 @@ export interface ClusterMessage {
 
 /** What the server gives its adapter. */
 export interface AdapterNode {
+  /**
+   * The server's full route pattern, prefix of its Fastify context included
+   * (`/api/chat/:room`; `/*` for a catch-all server at the root, `/api/*` in
+   * a context with prefix `/api`). Unique among the servers of one app, the
+   * same for the same server on every node: an adapter names its channels
+   * from it, so that two servers of one app never share messages.
+   */
+  readonly route: string
   /** Delivers a message that another node published to the local connections. */
   deliver (message: ClusterMessage): void
   /** Reports a failure of the adapter (errCode 500) to the server handler's onError. */

@@ -20,7 +20,8 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
     upgrades.dispatching = true
     await fastify.register(websocket)
   }
-  const server = new WebSocketServer(options, fastify.log, upgrades)
+  // The route Fastify declares below, prefix included: it names the server's cluster channels.
+  const server = new WebSocketServer(options, fastify.log, upgrades, fastify.prefix + (options.path ?? '/*'))
   fastify.decorate('wss', server)
 
   fastify.route({

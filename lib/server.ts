@@ -55,6 +55,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   #heartbeat: NodeJS.Timeout | undefined
   readonly #adapter: WssAdapter | undefined
   readonly #upgrades: Pick<Upgrades, 'taken'>
+  /** The full route pattern (context prefix included) that names the server's cluster channels. */
+  readonly #route: string
   /** @internal */
   readonly _log: FastifyBaseLogger
   /** @internal */
@@ -65,7 +67,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>) {
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken'>, route: string) {
+    this.#route = route
     this.#handler = options.handler
     this.#dataType = options.dataType
     this.#path = options.path
@@ -210,6 +213,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     const adapter = this.#adapter
     if (adapter !== undefined) {
       const node: AdapterNode = {
+        route: this.#route,
         deliver: (message) => this.#fromCluster(message),
         fail: (error) => this._fail(ErrCode.ADAPTER_FAILED, error)
       }

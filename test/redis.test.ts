@@ -1,8 +1,9 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
-import type { WebSocketConnection, WssAdapter, WssErrorEntry, WssPluginOptions } from '../lib/index.js'
-import { start, connect, messages } from './helpers/index.js'
+import wssPlugin, { type WebSocketConnection, type WebSocketServer, type WssAdapter, type WssErrorEntry, type WssPluginOptions } from '../lib/index.js'
+import { start, connect, listen, messages } from './helpers/index.js'
 import { until, turns } from './helpers/until.js'
 import { RedisServer, eventually, findRedisServer } from './helpers/redis.js'
 
@@ -117,7 +118,7 @@ async function suite (bin: string): Promise<void> {
       n.opened.at(-1)?.subscribe('room')
       others.push(await connect(t, n.url))
     }
-    await subscribed(`${channelPrefix}topic:room`, 3)
+    await subscribed(`${channelPrefix}/ws#topic:room`, 3)
 
     const arrivals = subscribers.map((ws) => messages(ws, numbered.length + 1))
     const toOthers = others.map((ws) => messages(ws, 1))
@@ -169,7 +170,7 @@ async function suite (bin: string): Promise<void> {
     const a2 = await connect(t, a.url)
     const b1 = await connect(t, b.url)
     for (const ws of a.opened.concat(b.opened)) ws.subscribe('room')
-    await subscribed(`${channelPrefix}topic:room`, 2)
+    await subscribed(`${channelPrefix}/ws#topic:room`, 2)
     const gotA1 = messages(a1, 1)
     const gotA2 = messages(a2, 3)
     const gotB1 = messages(b1, 3)
@@ -183,11 +184,11 @@ async function suite (bin: string): Promise<void> {
 
   t.test('a node subscribes to a topic channel only while it has local subscribers', async (t) => {
     const channelPrefix = prefix()
-    const channel = `${channelPrefix}topic:news`
+    const channel = `${channelPrefix}/ws#topic:news`
     const [a, b] = await nodes(t, 2, channelPrefix)
     const b1 = await connect(t, b.url)
     const b2 = await connect(t, b.url)
-    const topics = async (): Promise<string[]> => (await admin.pubsub('CHANNELS', `${channelPrefix}topic:*`) as string[]).sort()
+    const topics = async (): Promise<string[]> => (await admin.pubsub('CHANNELS', `${channelPrefix}/ws#topic:*`) as string[]).sort()
     t.same(await topics(), [], 'no topic channel before a subscriber')
 
     b.opened[0].subscribe('news')
@@ -215,15 +216,119 @@ async function suite (bin: string): Promise<void> {
     t.same(a.errors.concat(b.errors), [])
   })
 
+  /** One app with a server in each of `contexts` (sibling contexts: prefix, path), all on `redis` with the default channel prefix. */
+  async function multiServerApp (test: Test, contexts: Array<{ prefix: string, path?: string }>): Promise<{
+    app: FastifyInstance
+    base: string
+    servers: Array<{ wss: WebSocketServer<any>, opened: Array<WebSocketConnection<any>>, errors: WssErrorEntry[] }>
+  }> {
+    const app = Fastify()
+    test.teardown(() => app.close())
+    const servers: Array<{ wss: WebSocketServer<any>, opened: Array<WebSocketConnection<any>>, errors: WssErrorEntry[] }> = []
+    for (const { prefix, path } of contexts) {
+      const server = { wss: undefined as unknown as WebSocketServer<any>, opened: [] as Array<WebSocketConnection<any>>, errors: [] as WssErrorEntry[] }
+      servers.push(server)
+      await app.register(async (child) => {
+        await child.register(wssPlugin, {
+          path,
+          adapter: redisAdapter({ url: redis.url }),
+          handler: {
+            onConnection: () => ({ onOpen (ws: WebSocketConnection<any>) { server.opened.push(ws) }, onMessage () {} }),
+            onError (_wss, event) { server.errors.push(...event.errors) }
+          }
+        })
+        server.wss = child.wss
+      }, { prefix })
+    }
+    return { app, base: await listen(app), servers }
+  }
+
+  t.test('two servers of one app never receive each other\'s broadcasts or topics, even with the default prefix; the same server on three nodes shares them', async (t) => {
+    const cluster = []
+    for (let i = 0; i < 3; i++) cluster.push(await multiServerApp(t, [{ prefix: '', path: '/a' }, { prefix: '', path: '/b' }]))
+    const onA: string[][] = []
+    const onB: string[][] = []
+    for (const { base, servers: [a, b] } of cluster) {
+      onA.push(record(await connect(t, `${base}/a`)))
+      onB.push(record(await connect(t, `${base}/b`)))
+      a.opened[0].subscribe('room')
+      b.opened[0].subscribe('room')
+    }
+    for (const channel of ['fastify-wss:/a#broadcast', 'fastify-wss:/b#broadcast', 'fastify-wss:/a#topic:room', 'fastify-wss:/b#topic:room']) {
+      await subscribed(channel, 3)
+    }
+
+    const [first] = cluster
+    t.equal(first.servers[0].wss.broadcast('broadcast of /a'), 1)
+    t.equal(first.servers[0].wss.publish('room', 'room of /a'), 1)
+    await until(() => onA.every((list) => list.length === 2), 'every /a client of the three nodes got both messages')
+    t.same(onA, Array(3).fill(['broadcast of /a', 'room of /a']), 'the same server on three nodes shares broadcasts and topics')
+
+    // Redis pushed the messages of /a before it handled these: had a /b node subscribed to them, they would come first
+    t.equal(first.servers[1].wss.broadcast('broadcast of /b'), 1)
+    t.equal(first.servers[1].wss.publish('room', 'room of /b'), 1)
+    await until(() => onB.every((list) => list.length === 2), 'every /b client of the three nodes got both messages')
+    t.same(onB, Array(3).fill(['broadcast of /b', 'room of /b']), 'no message of /a reached a /b client')
+    await turns(5)
+    t.same(onA.map((list) => list.length), [2, 2, 2], 'no message of /b reached an /a client')
+    t.same(cluster.flatMap(({ servers }) => servers.flatMap((server) => server.errors)), [])
+  })
+
+  t.test('the channels are named from the full route pattern, prefix of the context included; the catch-all is /*', async (t) => {
+    const { app, base, servers } = await multiServerApp(t, [
+      { prefix: '/api', path: '/chat/:room' },
+      { prefix: '/api/v1' },
+      { prefix: '' },
+      { prefix: '/odd', path: '/100%#hash' }
+    ])
+    const [chat, nested, root, odd] = servers
+    await connect(t, `${base}/api/chat/lobby`)
+    await connect(t, `${base}/api/v1/anything`)
+    await connect(t, `${base}/elsewhere`)
+    chat.opened[0].subscribe('news')
+    nested.opened[0].subscribe('news')
+    root.opened[0].subscribe('news')
+    await subscribed('fastify-wss:/*#topic:news', 1)
+    t.same((await admin.pubsub('CHANNELS', 'fastify-wss:/[a*]*') as string[]).sort(), [
+      'fastify-wss:/*#broadcast',
+      'fastify-wss:/*#topic:news',
+      'fastify-wss:/api/chat/:room#broadcast',
+      'fastify-wss:/api/chat/:room#topic:news',
+      'fastify-wss:/api/v1/*#broadcast',
+      'fastify-wss:/api/v1/*#topic:news'
+    ])
+    // a # or % of the route is escaped, so that the route always ends at the first #
+    t.equal(await numsub('fastify-wss:/odd/100%25%23hash#broadcast'), 1)
+    t.equal(odd.wss.path, '/100%#hash')
+    t.same(servers.flatMap((server) => server.errors), [])
+    await app.close()
+  })
+
+  t.test('one redisAdapter() given to two servers: the second one reports it and stays local', async (t) => {
+    const adapter = redisAdapter({ url: redis.url, channelPrefix: prefix() })
+    const errors: WssErrorEntry[] = []
+    const app = Fastify()
+    t.teardown(() => app.close())
+    for (const path of ['/one', '/two']) {
+      await app.register(async (child) => {
+        await child.register(wssPlugin, { path, adapter, handler: { onConnection: () => null, onError (_wss, event) { errors.push(...event.errors) } } })
+      })
+    }
+    await app.ready()
+    t.equal(errors.length, 1)
+    t.equal(errors[0].errCode, 500)
+    t.match(errors[0].message, /a redisAdapter\(\) serves one server: create one for each server/)
+  })
+
   t.test('two apps with their own channelPrefix share one Redis without seeing each other', async (t) => {
     const [one1, one2] = await nodes(t, 2, 'one:')
     const [two1, two2] = await nodes(t, 2, 'two:')
     const ws = await connect(t, one2.url)
     const other = await connect(t, two2.url)
     for (const n of [one2, two2]) n.opened[0].subscribe('room')
-    await subscribed('one:topic:room', 1)
-    await subscribed('two:topic:room', 1)
-    t.same((await admin.pubsub('CHANNELS', '*:broadcast') as string[]).sort(), ['one:broadcast', 'two:broadcast'])
+    await subscribed('one:/ws#topic:room', 1)
+    await subscribed('two:/ws#topic:room', 1)
+    t.same((await admin.pubsub('CHANNELS', '*#broadcast') as string[]).sort(), ['one:/ws#broadcast', 'two:/ws#broadcast'])
 
     const gotOne = messages(ws, 2)
     const gotOther = messages(other, 1)
@@ -240,8 +345,8 @@ async function suite (bin: string): Promise<void> {
     const b = await node(t, redisAdapter({ url: redis.url }))
     const ws = await connect(t, b.url)
     b.opened[0].subscribe('default')
-    await subscribed('fastify-wss:topic:default', 1)
-    t.equal(await numsub('fastify-wss:broadcast'), 2)
+    await subscribed('fastify-wss:/ws#topic:default', 1)
+    t.equal(await numsub('fastify-wss:/ws#broadcast'), 2)
     const got = messages(ws, 1)
     a.app.wss.publish('default', 'hello')
     t.same(await got, ['hello'])
@@ -252,9 +357,9 @@ async function suite (bin: string): Promise<void> {
     const [a, b] = await nodes(t, 2, channelPrefix)
     const ws = await connect(t, b.url)
     const got = messages(ws, 1)
-    await admin.publish(`${channelPrefix}broadcast`, 'short')
-    await admin.publish(`${channelPrefix}broadcast`, Buffer.from([7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
-    const entry = await b.error(/ignored a message on "test\d+:broadcast"/)
+    await admin.publish(`${channelPrefix}/ws#broadcast`, 'short')
+    await admin.publish(`${channelPrefix}/ws#broadcast`, Buffer.from([7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
+    const entry = await b.error(/ignored a message on "test\d+:\/ws#broadcast"/)
     t.equal(entry.errCode, 500)
     t.equal((entry.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
     await until(() => b.errors.length === 2, 'both messages reported')
@@ -265,16 +370,16 @@ async function suite (bin: string): Promise<void> {
   t.test('a subscription or a publish that Redis refuses is a coded server error', async (t) => {
     const channelPrefix = prefix()
     // this user may only use the broadcast channel
-    await admin.call('ACL', 'SETUSER', 'limited', 'on', '>secret', '~*', '+@all', 'resetchannels', `&${channelPrefix}broadcast`)
+    await admin.call('ACL', 'SETUSER', 'limited', 'on', '>secret', '~*', '+@all', 'resetchannels', `&${channelPrefix}/ws#broadcast`)
     t.teardown(() => admin.call('ACL', 'DELUSER', 'limited'))
     const limited = await client(t, redis, { username: 'limited', password: 'secret' })
     const a = await node(t, redisAdapter({ client: limited, channelPrefix }))
     await connect(t, a.url)
     a.opened[0].subscribe('forbidden')
-    const refused = await a.error(/^The cluster adapter failed: subscribe to "test\d+:topic:forbidden": NOPERM/)
+    const refused = await a.error(/^The cluster adapter failed: subscribe to "test\d+:\/ws#topic:forbidden": NOPERM/)
     t.equal(refused.errCode, 500)
     t.equal(a.app.wss.publish('forbidden', 'x'), 1, 'delivered locally')
-    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:topic:forbidden": NOPERM/)
+    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:\/ws#topic:forbidden": NOPERM/)
     t.equal(failed.errCode, 500)
     t.equal((failed.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
     t.ok((failed.error as Error).cause instanceof Error, 'the Redis error is the cause')
@@ -285,7 +390,7 @@ async function suite (bin: string): Promise<void> {
     t.teardown(() => own.stop())
     const ownAdmin = await client(t, own)
     const channelPrefix = prefix()
-    const channel = `${channelPrefix}topic:room`
+    const channel = `${channelPrefix}/ws#topic:room`
     const cluster = await nodes(t, 3, channelPrefix, own)
     const received: string[][] = []
     for (const n of cluster) {
@@ -301,14 +406,14 @@ async function suite (bin: string): Promise<void> {
     let count: number | undefined
     t.doesNotThrow(() => { count = a.app.wss.publish('room', 'during') })
     t.equal(count, 1, 'delivered to the local subscriber')
-    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:topic:room"/)
+    const failed = await a.error(/^The cluster adapter failed: publish to "test\d+:\/ws#topic:room"/)
     t.equal(failed.errCode, 500)
     t.equal((failed.error as Error & { code: string }).code, 'FST_WSS_ADAPTER_ERROR')
     await until(() => received[0].includes('during'), 'the local subscriber got the message')
 
     await own.restart()
     await subscribed(channel, 3, ownAdmin)
-    await subscribed(`${channelPrefix}broadcast`, 3, ownAdmin)
+    await subscribed(`${channelPrefix}/ws#broadcast`, 3, ownAdmin)
     // the publishing connection may reconnect a little later than the subscribing ones: probe until it has
     let probes = 0
     await until(() => {
@@ -340,8 +445,8 @@ async function suite (bin: string): Promise<void> {
 
     await own.restart()
     const ownAdmin = await client(t, own)
-    await subscribed(`${channelPrefix}broadcast`, 1, ownAdmin)
-    await subscribed(`${channelPrefix}topic:room`, 1, ownAdmin)
+    await subscribed(`${channelPrefix}/ws#broadcast`, 1, ownAdmin)
+    await subscribed(`${channelPrefix}/ws#topic:room`, 1, ownAdmin)
     const [other] = await nodes(t, 1, channelPrefix, own)
     const got = messages(ws, 2)
     other.app.wss.broadcast('hello')

@@ -12,7 +12,11 @@ export interface RedisAdapterOptions {
    * (`client.duplicate()`). The adapter never uses or closes this client itself.
    */
   client?: Redis
-  /** Prefix of the Redis channels, so that several apps can share one Redis. Default `'fastify-wss:'`. */
+  /**
+   * Prefix of the Redis channels, so that several apps can share one Redis.
+   * Default `'fastify-wss:'`. The server's route follows it in each channel
+   * name, so that the servers of one app never share messages.
+   */
   channelPrefix?: string
 }
 
@@ -40,7 +44,9 @@ interface Links {
  * Each node opens two connections: one that publishes (one `PUBLISH` per
  * `broadcast` or `publish`, in order) and one that subscribes to the
  * broadcast channel and to the channel of each topic that has local
- * subscribers. Delivery is at most once: while Redis is unreachable, messages
+ * subscribers. The channels are named `<channelPrefix><route>#broadcast` and
+ * `<channelPrefix><route>#topic:<topic>`, from the full route pattern of the
+ * server: one adapter serves one server. Delivery is at most once: while Redis is unreachable, messages
  * are delivered locally only, never queued for later, and each failure is a
  * server `onError` with errCode 500 (`FST_WSS_ADAPTER_ERROR`). The
  * connections reconnect and resubscribe by themselves.
@@ -74,8 +80,11 @@ export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
 
 class RedisAdapter implements WssAdapter {
   readonly #connect: (options: RedisOptions) => Redis
-  readonly #broadcast: string
-  readonly #topicPrefix: string
+  readonly #prefix: string
+  /** The broadcast channel of the server, known at `open`. */
+  #broadcast = ''
+  /** What the channel of each topic starts with, known at `open`. */
+  #topicPrefix = ''
   /** The header of this node's text and binary messages. */
   readonly #headers: [Buffer, Buffer]
   #links: Links | undefined
@@ -83,14 +92,19 @@ class RedisAdapter implements WssAdapter {
 
   constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
     this.#connect = connect
-    this.#broadcast = `${prefix}broadcast`
-    this.#topicPrefix = `${prefix}topic:`
+    this.#prefix = prefix
     const id = randomBytes(ID_LENGTH)
     this.#headers = [Buffer.concat([Buffer.from([0]), id]), Buffer.concat([Buffer.from([1]), id])]
   }
 
   /** Opens both connections; resolves once subscribed to the broadcast channel, or when Redis cannot be reached (the connections keep retrying). */
   async open (node: AdapterNode): Promise<void> {
+    if (this.#links !== undefined) {
+      throw new WssAdapterError('a redisAdapter() serves one server: create one for each server')
+    }
+    const base = `${this.#prefix}${channelRoute(node.route)}#`
+    this.#broadcast = `${base}broadcast`
+    this.#topicPrefix = `${base}topic:`
     const pub = this.#watch(this.#connect(publishing), 'publishing', node)
     const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
     this.#links = { node, pub, sub }
@@ -173,6 +187,14 @@ class RedisAdapter implements WssAdapter {
       binary: message[0] === 1
     })
   }
+}
+
+/**
+ * The route as it appears in a channel name: as it is, but for `%` and the
+ * `#` that ends it, escaped, so that no two routes give the same channel.
+ */
+function channelRoute (route: string): string {
+  return route.replace(/[%#]/g, (char) => char === '%' ? '%25' : '%23')
 }
 
 /** Resolves `true` when the connection is ready, `false` at its first error. */
