@@ -26,8 +26,12 @@ export interface AdapterNode {
   readonly route: string
   /** Delivers a message that another node published to the local connections. */
   deliver (message: ClusterMessage): void
-  /** Reports a failure of the adapter (errCode 500) to the server handler's onError. */
-  fail (error: unknown): void
+  /**
+   * Reports to the server handler's onError: a failure of the adapter
+   * (errCode 500, the default), or the end of an outage during which
+   * messages could not be sent to the other nodes (errCode 501).
+   */
+  fail (error: unknown, errCode?: 500 | 501): void
 }
 
 /** A cluster adapter. Every method may be called before `open` has settled. */

@@ -215,7 +215,7 @@ export class WebSocketServer<D extends DataType = DataType> {
       const node: AdapterNode = {
         route: this.#route,
         deliver: (message) => this.#fromCluster(message),
-        fail: (error) => this._fail(ErrCode.ADAPTER_FAILED, error)
+        fail: (error, errCode = ErrCode.ADAPTER_FAILED) => this._fail(errCode, error)
       }
       await invoke(adapter, adapter.open, node, undefined, this, ErrCode.ADAPTER_FAILED)
     }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
-import { WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
 
 /** Options of {@link redisAdapter}: a `url` or a `client`. */
 export interface RedisAdapterOptions {
@@ -46,9 +46,13 @@ interface Links {
  * broadcast channel and to the channel of each topic that has local
  * subscribers. The channels are named `<channelPrefix><route>#broadcast` and
  * `<channelPrefix><route>#topic:<topic>`, from the full route pattern of the
- * server: one adapter serves one server. Delivery is at most once: while Redis is unreachable, messages
- * are delivered locally only, never queued for later, and each failure is a
- * server `onError` with errCode 500 (`FST_WSS_ADAPTER_ERROR`). The
+ * server: one adapter serves one server.
+ *
+ * Delivery is at most once: while Redis is unreachable, messages are
+ * delivered locally only, never queued for later nor encoded for Redis. Each
+ * outage of a connection is one server `onError` with errCode 500
+ * (`FST_WSS_ADAPTER_ERROR`); when the publishing connection is back, one with
+ * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
  * `ioredis` (5.x) is an optional peer dependency, needed only by this module.
@@ -89,6 +93,8 @@ class RedisAdapter implements WssAdapter {
   readonly #headers: [Buffer, Buffer]
   #links: Links | undefined
   #closing = false
+  /** Messages not sent to the other nodes since the publishing connection was last ready. */
+  #unsent = 0
 
   constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
     this.#connect = connect
@@ -117,6 +123,11 @@ class RedisAdapter implements WssAdapter {
   publish (message: ClusterMessage): void {
     const links = this.#links
     if (links === undefined) return
+    // Known to be down: count the message for the report at the end of the outage, encode nothing.
+    if (links.pub.status !== 'ready') {
+      this.#unsent++
+      return
+    }
     const channel = message.topic === undefined ? this.#broadcast : this.#topicPrefix + message.topic
     const header = this.#headers[message.binary ? 1 : 0]
     links.pub.publish(channel, Buffer.concat([header, message.payload], header.length + message.payload.length))
@@ -161,14 +172,30 @@ class RedisAdapter implements WssAdapter {
     }
   }
 
-  /** Reports the first error of each outage of a connection. */
-  #watch (connection: Redis, role: string, node: AdapterNode): Redis {
-    let reported = false
-    connection.on('ready', () => { reported = false })
-    connection.on('error', (error: Error) => {
-      if (reported) return
-      reported = true
-      node.fail(new WssAdapterError(`the ${role} Redis connection: ${error.message}`, { cause: error }))
+  /**
+   * Reports each outage of a connection once, when it starts (the first
+   * error, or the connection lost), not on every retry; and, for the
+   * publishing connection, when it ends, with the number of messages that
+   * could not be sent meanwhile.
+   */
+  #watch (connection: Redis, role: 'publishing' | 'subscribing', node: AdapterNode): Redis {
+    let down = false
+    const lost = (error?: Error): void => {
+      if (down || this.#closing) return
+      down = true
+      const reason = error === undefined ? 'connection lost' : error.message
+      node.fail(new WssAdapterError(`the ${role} Redis connection is down: ${reason}`, { cause: error }))
+    }
+    connection.on('error', lost)
+    connection.on('close', () => lost())
+    connection.on('ready', () => {
+      const ended = down
+      down = false
+      if (role === 'subscribing' || (!ended && this.#unsent === 0)) return
+      const unsent = this.#unsent
+      this.#unsent = 0
+      node.fail(new WssAdapterError(`the publishing Redis connection is up; ${unsent} message(s) could not be sent to the other nodes while it was down`),
+        ErrCode.ADAPTER_MESSAGES_NOT_SENT)
     })
     return connection
   }
