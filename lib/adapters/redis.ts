@@ -27,8 +27,13 @@ const HEADER_LENGTH = 1 + ID_LENGTH
 
 /** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
 const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-/** Subscribing: subscriptions wait for the connection and are restored after each reconnection. */
-const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true }
+/**
+ * Subscribing: subscriptions wait for the connection. The adapter restores
+ * them itself after a reconnection: ioredis's own resubscription leaves its
+ * promise unhandled, which rejects when the connection closes before Redis
+ * answers.
+ */
+const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false }
 
 interface Links {
   node: AdapterNode
@@ -55,7 +60,7 @@ interface Links {
  * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
- * `ioredis` (5.x) is an optional peer dependency, needed only by this module.
+ * `ioredis` (5.x or 6.x) is an optional peer dependency, needed only by this module.
  * @example
  * import Fastify from 'fastify'
  * import wssPlugin from 'fastify-wss'
@@ -93,6 +98,8 @@ class RedisAdapter implements WssAdapter {
   readonly #headers: [Buffer, Buffer]
   #links: Links | undefined
   #closing = false
+  /** The channels the subscribing connection is to be subscribed to: the broadcast channel and those of the topics with local subscribers. */
+  readonly #channels = new Set<string>()
   /** Messages not sent to the other nodes since the publishing connection was last ready. */
   #unsent = 0
 
@@ -115,6 +122,11 @@ class RedisAdapter implements WssAdapter {
     const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
     this.#links = { node, pub, sub }
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#receive(node, channel, message))
+    let connected = false
+    sub.on('ready', () => {
+      if (connected) this.#resubscribe()
+      connected = true
+    })
     const subscribed = this.#command('subscribe', this.#broadcast)
     const [, up] = await Promise.all([whenUp(pub), whenUp(sub)])
     if (up) await subscribed
@@ -142,6 +154,12 @@ class RedisAdapter implements WssAdapter {
     this.#command('unsubscribe', this.#topicPrefix + topic)
   }
 
+  /** After a reconnection: one `SUBSCRIBE` to every channel (the commands queued during the outage are sent before it). */
+  #resubscribe (): void {
+    const channels = Array.from(this.#channels)
+    ;(this.#links as Links).sub.subscribe(...channels).then(noop, this.#failure('subscribe again to', channels.join('", "')))
+  }
+
   /** Unsubscribes and quits the adapter's own connections (at once when Redis is unreachable). */
   async close (): Promise<void> {
     const links = this.#links
@@ -163,6 +181,8 @@ class RedisAdapter implements WssAdapter {
   /** A subscribing command; a failure is reported, never thrown. */
   #command (name: 'subscribe' | 'unsubscribe', channel: string): Promise<void> {
     const links = this.#links as Links
+    if (name === 'subscribe') this.#channels.add(channel)
+    else this.#channels.delete(channel)
     return links.sub[name](channel).then(noop, this.#failure(name === 'subscribe' ? 'subscribe to' : 'unsubscribe from', channel))
   }
 
