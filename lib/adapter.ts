@@ -16,10 +16,22 @@ export interface ClusterMessage {
 
 /** What the server gives its adapter. */
 export interface AdapterNode {
+  /**
+   * The server's full route pattern, prefix of its Fastify context included
+   * (`/api/chat/:room`; `/*` for a catch-all server at the root, `/api/*` in
+   * a context with prefix `/api`). Unique among the servers of one app, the
+   * same for the same server on every node: an adapter names its channels
+   * from it, so that two servers of one app never share messages.
+   */
+  readonly route: string
   /** Delivers a message that another node published to the local connections. */
   deliver (message: ClusterMessage): void
-  /** Reports a failure of the adapter (errCode 500) to the server handler's onError. */
-  fail (error: unknown): void
+  /**
+   * Reports to the server handler's onError: a failure of the adapter
+   * (errCode 500, the default), or the end of an outage during which
+   * messages could not be sent to the other nodes (errCode 501).
+   */
+  fail (error: unknown, errCode?: 500 | 501): void
 }
 
 /** A cluster adapter. Every method may be called before `open` has settled. */

@@ -40,8 +40,10 @@ export const ErrCode = {
   MESSAGES_DROPPED: 421,
   /** The server held more than `maxBufferedBytes` and this connection held the most; closed with 1008. */
   OVERLOADED: 422,
-  /** The cluster adapter failed (publish or subscribe). */
-  ADAPTER_FAILED: 500
+  /** The cluster adapter failed (publish, subscribe, or a connection to Redis went down: once per outage). */
+  ADAPTER_FAILED: 500,
+  /** An outage of the cluster adapter ended; the message says how many messages could not be sent to the other nodes. */
+  ADAPTER_MESSAGES_NOT_SENT: 501
 } as const
 
 export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]

@@ -20,7 +20,8 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   if (fastify.hasDecorator('websocketServer')) guardWebSocketRoutes(fastify)
 
   const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig
-  const server = new WebSocketServer(options, fastify.log, upgrades, {
+  // The route Fastify declares below, prefix included: it names the server's cluster channels.
+  const server = new WebSocketServer(options, fastify.log, upgrades, fastify.prefix + (options.path ?? '/*'), {
     protoAction: onProtoPoisoning ?? 'error',
     constructorAction: onConstructorPoisoning ?? 'error'
   })

@@ -66,6 +66,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   /** Connections paused because the server held more than maxBufferedBytes. */
   readonly #pressed = new Set<WebSocketConnection<D>>()
   #pressure: NodeJS.Timeout | undefined
+  /** The full route pattern (context prefix included) that names the server's cluster channels. */
+  readonly #route: string
   /** @internal */
   readonly _log: FastifyBaseLogger
   /** @internal */
@@ -84,7 +86,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, json: Omit<JsonRules, 'maxDepth'>) {
+  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
+    this.#route = route
     this.#handler = options.handler
     this.#dataType = options.dataType
     this.#path = options.path
@@ -262,8 +265,9 @@ export class WebSocketServer<D extends DataType = DataType> {
     const adapter = this.#adapter
     if (adapter !== undefined) {
       const node: AdapterNode = {
+        route: this.#route,
         deliver: (message) => this.#fromCluster(message),
-        fail: (error) => this._fail(ErrCode.ADAPTER_FAILED, error)
+        fail: (error, errCode = ErrCode.ADAPTER_FAILED) => this._fail(errCode, error)
       }
       await invoke(adapter, adapter.open, node, undefined, this, ErrCode.ADAPTER_FAILED)
     }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
+import Fastify from 'fastify'
 import t from 'tap'
-import type { AdapterNode, ClusterMessage, WebSocketConnection, WssAdapter, WssPluginOptions } from '../lib/index.js'
+import wssPlugin, { type AdapterNode, type ClusterMessage, type WebSocketConnection, type WssAdapter, type WssPluginOptions } from '../lib/index.js'
 import { start, connect, messages, deferred } from './helpers/index.js'
 
 /**
@@ -136,4 +137,49 @@ t.test('an adapter without the methods of the contract is an invalid option', as
       message: /"adapter"/
     })
   }
+})
+
+t.test('an adapter learns the full route pattern of its server at open: context prefix included, /* for a catch-all', async (t) => {
+  const routes: string[] = []
+  const recording = (): WssAdapter => ({
+    open (node) { routes.push(node.route) },
+    publish () {},
+    subscribe () {},
+    unsubscribe () {},
+    close () {}
+  })
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const handler = { onConnection: () => null }
+  await app.register(async (child) => { await child.register(wssPlugin, { handler, path: '/chat/:room', adapter: recording() }) }, { prefix: '/api' })
+  await app.register(async (child) => { await child.register(wssPlugin, { handler, adapter: recording() }) }, { prefix: '/api/v1' })
+  await app.register(async (child) => { await child.register(wssPlugin, { handler, adapter: recording() }) })
+  await app.register(async (child) => { await child.register(wssPlugin, { handler, path: '/feed', adapter: recording() }) })
+  await app.ready()
+  t.same(routes, ['/api/chat/:room', '/api/v1/*', '/*', '/feed'])
+})
+
+t.test('an adapter reports errCode 500 by default, and 501 for the end of an outage with messages not sent', async (t) => {
+  const errors: Array<{ errCode: number, message: string }> = []
+  const adapter: WssAdapter = {
+    open (node) {
+      node.fail(new Error('down'))
+      node.fail(new Error('up again; 3 messages not sent'), 501)
+    },
+    publish () {},
+    subscribe () {},
+    unsubscribe () {},
+    close () {}
+  }
+  await start(t, {
+    adapter,
+    handler: {
+      onConnection: () => null,
+      onError (_wss, event) { errors.push({ errCode: event.errors[0].errCode, message: event.errors[0].message }) }
+    }
+  })
+  t.same(errors, [
+    { errCode: 500, message: 'down' },
+    { errCode: 501, message: 'up again; 3 messages not sent' }
+  ])
 })

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
-import { WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
 
 /** Options of {@link redisAdapter}: a `url` or a `client`. */
 export interface RedisAdapterOptions {
@@ -12,7 +12,11 @@ export interface RedisAdapterOptions {
    * (`client.duplicate()`). The adapter never uses or closes this client itself.
    */
   client?: Redis
-  /** Prefix of the Redis channels, so that several apps can share one Redis. Default `'fastify-wss:'`. */
+  /**
+   * Prefix of the Redis channels, so that several apps can share one Redis.
+   * Default `'fastify-wss:'`. The server's route follows it in each channel
+   * name, so that the servers of one app never share messages.
+   */
   channelPrefix?: string
 }
 
@@ -23,8 +27,13 @@ const HEADER_LENGTH = 1 + ID_LENGTH
 
 /** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
 const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-/** Subscribing: subscriptions wait for the connection and are restored after each reconnection. */
-const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true }
+/**
+ * Subscribing: subscriptions wait for the connection. The adapter restores
+ * them itself after a reconnection: ioredis's own resubscription leaves its
+ * promise unhandled, which rejects when the connection closes before Redis
+ * answers.
+ */
+const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false }
 
 interface Links {
   node: AdapterNode
@@ -40,12 +49,18 @@ interface Links {
  * Each node opens two connections: one that publishes (one `PUBLISH` per
  * `broadcast` or `publish`, in order) and one that subscribes to the
  * broadcast channel and to the channel of each topic that has local
- * subscribers. Delivery is at most once: while Redis is unreachable, messages
- * are delivered locally only, never queued for later, and each failure is a
- * server `onError` with errCode 500 (`FST_WSS_ADAPTER_ERROR`). The
+ * subscribers. The channels are named `<channelPrefix><route>#broadcast` and
+ * `<channelPrefix><route>#topic:<topic>`, from the full route pattern of the
+ * server: one adapter serves one server.
+ *
+ * Delivery is at most once: while Redis is unreachable, messages are
+ * delivered locally only, never queued for later nor encoded for Redis. Each
+ * outage of a connection is one server `onError` with errCode 500
+ * (`FST_WSS_ADAPTER_ERROR`); when the publishing connection is back, one with
+ * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
- * `ioredis` (5.x) is an optional peer dependency, needed only by this module.
+ * `ioredis` (5.x or 6.x) is an optional peer dependency, needed only by this module.
  * @example
  * import Fastify from 'fastify'
  * import wssPlugin from 'fastify-wss'
@@ -74,27 +89,44 @@ export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
 
 class RedisAdapter implements WssAdapter {
   readonly #connect: (options: RedisOptions) => Redis
-  readonly #broadcast: string
-  readonly #topicPrefix: string
+  readonly #prefix: string
+  /** The broadcast channel of the server, known at `open`. */
+  #broadcast = ''
+  /** What the channel of each topic starts with, known at `open`. */
+  #topicPrefix = ''
   /** The header of this node's text and binary messages. */
   readonly #headers: [Buffer, Buffer]
   #links: Links | undefined
   #closing = false
+  /** The channels the subscribing connection is to be subscribed to: the broadcast channel and those of the topics with local subscribers. */
+  readonly #channels = new Set<string>()
+  /** Messages not sent to the other nodes since the publishing connection was last ready. */
+  #unsent = 0
 
   constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
     this.#connect = connect
-    this.#broadcast = `${prefix}broadcast`
-    this.#topicPrefix = `${prefix}topic:`
+    this.#prefix = prefix
     const id = randomBytes(ID_LENGTH)
     this.#headers = [Buffer.concat([Buffer.from([0]), id]), Buffer.concat([Buffer.from([1]), id])]
   }
 
   /** Opens both connections; resolves once subscribed to the broadcast channel, or when Redis cannot be reached (the connections keep retrying). */
   async open (node: AdapterNode): Promise<void> {
+    if (this.#links !== undefined) {
+      throw new WssAdapterError('a redisAdapter() serves one server: create one for each server')
+    }
+    const base = `${this.#prefix}${channelRoute(node.route)}#`
+    this.#broadcast = `${base}broadcast`
+    this.#topicPrefix = `${base}topic:`
     const pub = this.#watch(this.#connect(publishing), 'publishing', node)
     const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
     this.#links = { node, pub, sub }
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#receive(node, channel, message))
+    let connected = false
+    sub.on('ready', () => {
+      if (connected) this.#resubscribe()
+      connected = true
+    })
     const subscribed = this.#command('subscribe', this.#broadcast)
     const [, up] = await Promise.all([whenUp(pub), whenUp(sub)])
     if (up) await subscribed
@@ -103,6 +135,11 @@ class RedisAdapter implements WssAdapter {
   publish (message: ClusterMessage): void {
     const links = this.#links
     if (links === undefined) return
+    // Known to be down: count the message for the report at the end of the outage, encode nothing.
+    if (links.pub.status !== 'ready') {
+      this.#unsent++
+      return
+    }
     const channel = message.topic === undefined ? this.#broadcast : this.#topicPrefix + message.topic
     const header = this.#headers[message.binary ? 1 : 0]
     links.pub.publish(channel, Buffer.concat([header, message.payload], header.length + message.payload.length))
@@ -115,6 +152,12 @@ class RedisAdapter implements WssAdapter {
 
   unsubscribe (topic: string): void {
     this.#command('unsubscribe', this.#topicPrefix + topic)
+  }
+
+  /** After a reconnection: one `SUBSCRIBE` to every channel (the commands queued during the outage are sent before it). */
+  #resubscribe (): void {
+    const channels = Array.from(this.#channels)
+    ;(this.#links as Links).sub.subscribe(...channels).then(noop, this.#failure('subscribe again to', channels.join('", "')))
   }
 
   /** Unsubscribes and quits the adapter's own connections (at once when Redis is unreachable). */
@@ -138,6 +181,8 @@ class RedisAdapter implements WssAdapter {
   /** A subscribing command; a failure is reported, never thrown. */
   #command (name: 'subscribe' | 'unsubscribe', channel: string): Promise<void> {
     const links = this.#links as Links
+    if (name === 'subscribe') this.#channels.add(channel)
+    else this.#channels.delete(channel)
     return links.sub[name](channel).then(noop, this.#failure(name === 'subscribe' ? 'subscribe to' : 'unsubscribe from', channel))
   }
 
@@ -147,14 +192,30 @@ class RedisAdapter implements WssAdapter {
     }
   }
 
-  /** Reports the first error of each outage of a connection. */
-  #watch (connection: Redis, role: string, node: AdapterNode): Redis {
-    let reported = false
-    connection.on('ready', () => { reported = false })
-    connection.on('error', (error: Error) => {
-      if (reported) return
-      reported = true
-      node.fail(new WssAdapterError(`the ${role} Redis connection: ${error.message}`, { cause: error }))
+  /**
+   * Reports each outage of a connection once, when it starts (the first
+   * error, or the connection lost), not on every retry; and, for the
+   * publishing connection, when it ends, with the number of messages that
+   * could not be sent meanwhile.
+   */
+  #watch (connection: Redis, role: 'publishing' | 'subscribing', node: AdapterNode): Redis {
+    let down = false
+    const lost = (error?: Error): void => {
+      if (down || this.#closing) return
+      down = true
+      const reason = error === undefined ? 'connection lost' : error.message
+      node.fail(new WssAdapterError(`the ${role} Redis connection is down: ${reason}`, { cause: error }))
+    }
+    connection.on('error', lost)
+    connection.on('close', () => lost())
+    connection.on('ready', () => {
+      const ended = down
+      down = false
+      if (role === 'subscribing' || (!ended && this.#unsent === 0)) return
+      const unsent = this.#unsent
+      this.#unsent = 0
+      node.fail(new WssAdapterError(`the publishing Redis connection is up; ${unsent} message(s) could not be sent to the other nodes while it was down`),
+        ErrCode.ADAPTER_MESSAGES_NOT_SENT)
     })
     return connection
   }
@@ -173,6 +234,14 @@ class RedisAdapter implements WssAdapter {
       binary: message[0] === 1
     })
   }
+}
+
+/**
+ * The route as it appears in a channel name: as it is, but for `%` and the
+ * `#` that ends it, escaped, so that no two routes give the same channel.
+ */
+function channelRoute (route: string): string {
+  return route.replace(/[%#]/g, (char) => char === '%' ? '%25' : '%23')
 }
 
 /** Resolves `true` when the connection is ready, `false` at its first error. */
