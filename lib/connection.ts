@@ -97,6 +97,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   #rateCount = 0
   #rateWindowEnd = 0
   #rateTimer: NodeJS.Timeout | undefined
+  #drainPoll: NodeJS.Timeout | undefined
   /** Drops what is still queued closeTimeout after the close. */
   #dropTimer: NodeJS.Timeout | undefined
   #topics: Set<string> | undefined
@@ -204,8 +205,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (buffered > max / 2 && (this._inbound.reasons & Pause.Outbound) === 0) {
       this.#draining = true
       this._inbound.pause(Pause.Outbound)
-      // Bytes held by ws's sender (compressing) are not the TCP socket's, whose 'drain' may then not come.
-      if (!outbound.awaitingDrain) setTimeout(onDrainPoll, 20, this).unref()
+      this.#pollDrain()
     }
     return true
   }
@@ -219,14 +219,29 @@ export class WebSocketConnection<D extends DataType = DataType> {
     outbound.counted = counted
   }
 
-  /** @internal The TCP socket drained (or the poll found the sender's bytes written). */
+  /**
+   * Checks again in a moment whether the outbound buffer is back under half
+   * of maxBackpressure: the TCP socket's 'drain' says so only for its own
+   * bytes, not for those `ws`'s sender holds while it compresses.
+   */
+  #pollDrain (): void {
+    this.#drainPoll ??= setTimeout(onDrainPoll, 20, this)
+  }
+
+  /** @internal The drain poll is due. */
+  _drainPolled (): void {
+    this.#drainPoll = undefined
+    this._drained()
+  }
+
+  /** @internal The TCP socket drained (or the poll is due): recount, and resume once under half of maxBackpressure. */
   _drained (): void {
     if (this.#socket.readyState !== OPEN) return
     const buffered = this.#outbound.buffered
     this.#count(buffered)
     if (!this.#draining) return
     if (buffered > this.#wss._maxBackpressure / 2) {
-      if (!this.#outbound.awaitingDrain) setTimeout(onDrainPoll, 20, this).unref()
+      this.#pollDrain()
       return
     }
     this.#draining = false
@@ -433,6 +448,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     this.#count(0)
     this.#draining = false
     clearTimeout(this.#rateTimer)
+    clearTimeout(this.#drainPoll)
     this.#wss._remove(this)
     if (this.#ended) return
     if (this.#pending === undefined && this._inbound.length === 0) {
@@ -580,7 +596,7 @@ function onTransportClose (this: Transport): void {
 }
 
 function onDrainPoll (connection: WebSocketConnection<DataType>): void {
-  connection._drained()
+  connection._drainPolled()
 }
 
 function onRateWindow (connection: WebSocketConnection<DataType>): void {

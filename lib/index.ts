@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
-import type { DataType } from './codec.js'
+import type { DataType, PoisoningAction } from './codec.js'
 import { WssAlreadyRegisteredError } from './errors.js'
 import { resolveOptions, type WssPluginOptions } from './options.js'
 import { WebSocketServer } from './server.js'
@@ -22,8 +22,8 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig
   // The route Fastify declares below, prefix included: it names the server's cluster channels.
   const server = new WebSocketServer(options, fastify.log, upgrades, fastify.prefix + (options.path ?? '/*'), {
-    protoAction: onProtoPoisoning ?? 'error',
-    constructorAction: onConstructorPoisoning ?? 'error'
+    protoAction: onProtoPoisoning as PoisoningAction,
+    constructorAction: onConstructorPoisoning as PoisoningAction
   })
   fastify.decorate('wss', server)
 

@@ -65,11 +65,6 @@ export class Outbound {
     return this.#socket.bufferedAmount
   }
 
-  /** Whether the TCP socket will emit 'drain' (its buffer is above its high-water mark). */
-  get awaitingDrain (): boolean {
-    return this.#tcp.writableNeedDrain
-  }
-
   send (data: Payload, cb: (() => void) | undefined): void {
     this.#cork()
     if (typeof data === 'string' && data.length >= LARGE_TEXT) {

@@ -7,6 +7,7 @@ import t from 'tap'
 import wssPlugin, { type ConnectionRequest, type WebSocketServer } from '../lib/index.js'
 import { connect, deferred, listen, messages, refusal } from './helpers/index.js'
 import { captureLog } from './helpers/log.js'
+import { until } from './helpers/until.js'
 
 const echo = { onMessage (ws: any, event: any) { ws.send(String(event.data)) } }
 
@@ -95,7 +96,7 @@ t.test('route hooks, logLevel and constraints of the route option apply to the u
     route: {
       logLevel: 'warn',
       onRequest: async () => { order.push('onRequest') },
-      preHandler: [async () => { order.push('preHandler') }],
+      preHandler: async () => { order.push('preHandler') },
       constraints: { host: 'ws.example' }
     },
     handler: { onConnection () { order.push('onConnection'); return echo } }
@@ -105,6 +106,13 @@ t.test('route hooks, logLevel and constraints of the route option apply to the u
   t.same(order, ['onRequest', 'preHandler', 'onConnection'])
   t.notOk(capture.lines.some((line) => line.msg === 'incoming request'), 'logLevel warn hides the request logs of the route')
   t.equal((await refusal(`${base}/hooked`, { headers: { host: 'other.example' } })).status, 404, 'the host constraint applies')
+  const withArray = Fastify()
+  t.teardown(() => withArray.close())
+  await withArray.register(wssPlugin, { path: '/a', route: { preHandler: [async () => { order.push('array') }], onResponse: [async () => { order.push('onResponse') }] }, handler: { onConnection: () => null } })
+  const other = await listen(withArray)
+  t.equal((await refusal(`${other}/a`)).status, 403)
+  t.ok(order.includes('array'), 'a preHandler array runs before onConnection too')
+  await until(() => order.includes('onResponse'), 'the route onResponse of the refused upgrade ran')
 })
 
 t.test('register rejects a route option that sets a key the plugin owns, naming it', async (t) => {

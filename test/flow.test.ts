@@ -520,3 +520,21 @@ t.test('a client that sends more than its share of a turn of the event loop wait
   t.same(order, expected, 'every message once, in order')
   t.equal(inbound.reasons, 0, 'reading is no longer paused')
 })
+
+t.test('Inbound: a long queue is compacted as it is taken, and keeps its order', async (t) => {
+  const socket = { pause () {}, resume () {} } as unknown as WebSocket
+  const inbound = new Inbound(socket, 10_000, 1 << 30)
+  for (let i = 0; i < 3000; i++) inbound.push(Buffer.from(String(i)), i % 2 === 0)
+  const taken: string[] = []
+  for (let i = 0; i < 2500; i++) {
+    t.equal(inbound.nextBinary, i % 2 === 0)
+    taken.push(String(inbound.shift()))
+    if (i === 1500) inbound.push(Buffer.from('late'), false)
+  }
+  t.same(taken, Array.from({ length: 2500 }, (_, i) => String(i)), 'in order across compactions')
+  t.equal(inbound.length, 501)
+  const rest: string[] = []
+  while (inbound.length !== 0) rest.push(String(inbound.shift()))
+  t.equal(rest.at(-1), 'late')
+  t.equal(inbound.bytes, 0)
+})

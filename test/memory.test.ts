@@ -720,3 +720,112 @@ t.test('the heartbeat destroys a client that reads nothing, though reading it is
   const ended = await Promise.race([terminated.promise, sleep(1000).then(() => undefined)]) // five intervals: waited for, not measured
   t.equal(ended?.code, 1006, 'destroyed by the heartbeat: it never answered a ping')
 })
+
+t.test('maxBufferedBytes: the check presses the holder that did not cross the bound itself, and once the queues are delivered every paused connection reads again, none dropped', async (t) => {
+  const size = 50 * 1024
+  const gate = deferred()
+  const connections: Record<string, Connection> = {}
+  const received: Record<string, number> = { a: 0, b: 0 }
+  const errors: number[] = []
+  const { base } = await start(t, {
+    maxBufferedBytes: 256 * 1024,
+    maxPendingBytes: 1024 * 1024,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const name = event.request.query.name as 'a' | 'b'
+        return {
+          onOpen (ws: Connection) { connections[name] = ws },
+          async onMessage () { await gate.promise; received[name]++ },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  t.teardown(() => gate.resolve())
+  const a = await connect(t, `${base}/?name=a`)
+  const b = await connect(t, `${base}/?name=b`)
+  await until(() => connections.a !== undefined && connections.b !== undefined, 'both are open')
+  for (let i = 0; i < 5; i++) a.send(numbered(i, size)) // one delivered, 200 KiB queued: under the bound
+  await until(() => connections.a._inbound.bytes === 4 * size, 'a queues 200 KiB')
+  t.equal(connections.a._inbound.reasons & Pause.Server, 0, 'a alone is under the bound')
+  for (let i = 0; i < 3; i++) b.send(numbered(i, size)) // b takes the server past it
+  await until(() => (connections.b._inbound.reasons & Pause.Server) !== 0, 'b, crossing the bound, is paused')
+  await until(() => (connections.a._inbound.reasons & Pause.Server) !== 0, 'the check pauses a, holding the most')
+  gate.resolve()
+  await until(() => received.a === 5 && received.b === 3, 'every message delivered')
+  await until(() => (connections.a._inbound.reasons | connections.b._inbound.reasons) === 0, 'both read again')
+  t.same(errors, [], 'nobody was dropped')
+  t.equal(connections.a.status, 'Connected')
+  t.equal(connections.b.status, 'Connected')
+})
+
+t.test('maxBufferedBytes: a closed connection whose queue holds the most is dropped by the check (errCode 422), its slot freed, while the live one is only paused', async (t) => {
+  const size = 50 * 1024
+  const xGate = deferred()
+  const zGate = deferred()
+  const connections: Record<string, Connection> = {}
+  const errors: Record<string, number[]> = { x: [], z: [] }
+  const { base } = await start(t, {
+    maxBufferedBytes: 256 * 1024,
+    maxPendingBytes: 1024 * 1024,
+    maxConnections: 2,
+    closeTimeout: 10_000,
+    heartbeat: false,
+    handler: {
+      onConnection (_wss: unknown, event: any) {
+        const name = event.request.query.name as 'x' | 'z'
+        return {
+          onOpen (ws: Connection) { connections[name] = ws },
+          async onMessage () { await (name === 'x' ? xGate : zGate).promise },
+          onError (_ws: unknown, e: any) { errors[name].push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  t.teardown(() => { xGate.resolve(); zGate.resolve() })
+  const x = await connect(t, `${base}/?name=x`)
+  const z = await connect(t, `${base}/?name=z`)
+  await until(() => connections.x !== undefined && connections.z !== undefined, 'both are open')
+  for (let i = 0; i < 5; i++) x.send(numbered(i, size))
+  await until(() => connections.x._inbound.bytes === 4 * size, 'x queues 200 KiB')
+  x.close()
+  await closed(x)
+  t.equal((await refusal(`${base}/?name=y`)).status, 503, 'closed x still holds its slot')
+  for (let i = 0; i < 3; i++) z.send(numbered(i, size))
+  await until(() => errors.x.length !== 0, 'the check drops the queue of the closed x')
+  t.same(errors.x, [422])
+  t.equal(connections.x._holding, 0, 'x holds nothing any more')
+  t.same(errors.z, [], 'z, live and holding less, is not dropped')
+  t.equal(connections.z.status, 'Connected')
+  const y = await connect(t, `${base}/?name=z`)
+  t.equal(y.readyState, 1, 'the slot of x is free again')
+})
+
+t.test('maxBufferedBytes: a connection whose own outbound buffer holds the most is destroyed by the check (1006, errCode 422): its peer would not read a close frame', async (t) => {
+  const connections: Connection[] = []
+  const errors: number[] = []
+  const reply = 'r'.repeat(256 * 1024)
+  const { base } = await start(t, {
+    maxBufferedBytes: 1024 * 1024,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { connections.push(ws) },
+          onMessage (ws: Connection) { ws.send(reply) },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  const client = await connect(t, base)
+  pauseReading(client)
+  const end = closed(client)
+  for (let i = 0; i < 200; i++) client.send('more')
+  await until(() => errors.length !== 0, 'the check drops the connection')
+  t.same(errors, [422])
+  resumeReading(client) // to read the end of the stream
+  t.equal((await end).code, 1006, 'destroyed, without a close frame')
+  await until(() => connections[0].status === 'Closed', 'the server sees it closed')
+})

@@ -71,6 +71,30 @@ t.test('a route the app declares with { websocket: true } after the plugin keeps
   }
 })
 
+t.test('with the app\'s own @fastify/websocket and two fastify-wss servers, a WebSocket route with its own onRequest hook works, and plain routes are still not upgraded', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(websocket)
+  const hooked: string[] = []
+  for (const path of ['/one', '/two']) {
+    await app.register(async (child) => {
+      await child.register(wssPlugin, { path, handler: { onConnection: () => accept } })
+      child.get(`${path}/own`, { websocket: true, onRequest: async () => { hooked.push(path) } }, (socket) => {
+        socket.on('message', (data: Buffer) => socket.send(`own:${String(data)}`))
+      })
+      child.get(`${path}/plain`, async () => 'plain')
+    })
+  }
+  const base = await listen(app)
+  for (const path of ['/one', '/two']) {
+    const client = await connect(t, `${base}${path}/own`)
+    client.send('x')
+    t.same(await messages(client, 1), ['own:x'])
+    t.same(await attempt(`${base}${path}/plain`), { refused: 404 })
+  }
+  t.same(hooked, ['/one', '/two'], 'the route\'s own onRequest ran')
+})
+
 t.test('with the app\'s own @fastify/websocket, a { websocket: true } route declared before fastify-wss is answered 404, as the README says', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
