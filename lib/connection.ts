@@ -131,7 +131,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
     tcp[kConnection] = this as unknown as WebSocketConnection<DataType>
     tcp.on('error', onTransportError)
     tcp.on('drain', onTransportDrain)
-    tcp.on('close', onTransportClose)
+    // before ws's own listener, which hands the parser what the socket still holds
+    tcp.prependListener('close', onTransportClose)
   }
 
   /** @internal A connection whose handler `onConnection` returned, but that never opened. */
@@ -236,7 +237,6 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal The TCP socket drained (or the poll is due): recount, and resume once under half of maxBackpressure. */
   _drained (): void {
-    if (this.#socket.readyState !== OPEN) return
     const buffered = this.#outbound.buffered
     this.#count(buffered)
     if (!this.#draining) return
@@ -469,8 +469,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
     const count = this._inbound.clear()
     this.#wss._hold(-bytes, this)
     this.#release()
+    // a queue waits only behind a pending callback: onTerminate runs once it settles
     this._fail(ErrCode.MESSAGES_DROPPED, new WssMessagesDroppedError(count))
-    if (this.#pending === undefined) this.#end()
   }
 
   /** The queue of a closed connection is delivered or dropped: its slot is free. */
@@ -501,17 +501,18 @@ export class WebSocketConnection<D extends DataType = DataType> {
         this._inbound.resume(Pause.Queue | Pause.Outbound | Pause.Rate | Pause.Server)
       }
     } else if (this.#dropTimer !== undefined) {
+      // closed, its queue waiting behind a pending callback, after which onTerminate runs
       this.#release()
-      if (this.#pending === undefined) this.#end()
     }
   }
 
   /**
    * @internal The shutdown deadline has passed: runs onTerminate now if it has
-   * not run, whatever is pending. Returns the callback that was still pending.
+   * not run, whatever is pending. Returns the callback that was still pending,
+   * or `'close'` when only the close itself was awaited.
    */
-  _abandon (): Pending {
-    const pending = this.#ended ? 'onTerminate' : this.#pending
+  _abandon (): NonNullable<Pending> | 'close' {
+    const pending = this.#ended ? 'onTerminate' : this.#pending ?? 'close'
     if (this.#dropTimer !== undefined) this.#release()
     this.#wss._hold(-this._inbound.bytes, this)
     this._inbound.clear()

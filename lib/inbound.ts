@@ -165,8 +165,13 @@ export class Inbound {
     receiver.startLoop(held ?? ((err) => { if (err !== undefined) receiver.destroy(err) }))
   }
 
-  /** The TCP socket closed: let `ws` finish without parsing what is left, so that its 'close' comes. */
+  /**
+   * The TCP socket closed while reading was paused: `ws` finishes without
+   * parsing what is left (it was never read, as TCP backpressure), so that
+   * its 'close' comes.
+   */
   discard (): void {
+    if (this.reasons === 0) return
     this.#discarding = true
     const held = this.#held
     this.#held = undefined

@@ -231,7 +231,7 @@ export class WebSocketServer<D extends DataType = DataType> {
       const finished = new Promise<true>((resolve) => { this.#whenFinished = () => resolve(true) })
       if (await Promise.race([finished, deadline]) === false) {
         for (const connection of Array.from(this.#unfinished)) {
-          const what = connection._abandon() ?? 'close'
+          const what = connection._abandon()
           abandoned[what] = (abandoned[what] ?? 0) + 1
         }
         this.#unfinished.clear()
@@ -410,7 +410,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   #press (connection: WebSocketConnection<D>): void {
-    if (this.#pressed.has(connection) || connection.status !== 'Connected') return
+    if (this.#pressed.has(connection)) return
     this.#pressed.add(connection)
     connection._inbound.pause(Pause.Server)
   }

@@ -721,9 +721,9 @@ t.test('the heartbeat destroys a client that reads nothing, though reading it is
   t.equal(ended?.code, 1006, 'destroyed by the heartbeat: it never answered a ping')
 })
 
-t.test('maxBufferedBytes: the check presses the holder that did not cross the bound itself, and once the queues are delivered every paused connection reads again, none dropped', async (t) => {
+t.test('maxBufferedBytes: the check presses the holder that did not cross the bound itself; under the bound a paused connection that holds nothing reads again while one that still holds waits; once all is delivered every one reads again, none dropped', async (t) => {
   const size = 50 * 1024
-  const gate = deferred()
+  const gates = { a: deferred(), b: deferred() }
   const connections: Record<string, Connection> = {}
   const received: Record<string, number> = { a: 0, b: 0 }
   const errors: number[] = []
@@ -736,13 +736,13 @@ t.test('maxBufferedBytes: the check presses the holder that did not cross the bo
         const name = event.request.query.name as 'a' | 'b'
         return {
           onOpen (ws: Connection) { connections[name] = ws },
-          async onMessage () { await gate.promise; received[name]++ },
+          async onMessage () { await gates[name].promise; received[name]++ },
           onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
         }
       }
     }
   })
-  t.teardown(() => gate.resolve())
+  t.teardown(() => { gates.a.resolve(); gates.b.resolve() })
   const a = await connect(t, `${base}/?name=a`)
   const b = await connect(t, `${base}/?name=b`)
   await until(() => connections.a !== undefined && connections.b !== undefined, 'both are open')
@@ -752,9 +752,12 @@ t.test('maxBufferedBytes: the check presses the holder that did not cross the bo
   for (let i = 0; i < 3; i++) b.send(numbered(i, size)) // b takes the server past it
   await until(() => (connections.b._inbound.reasons & Pause.Server) !== 0, 'b, crossing the bound, is paused')
   await until(() => (connections.a._inbound.reasons & Pause.Server) !== 0, 'the check pauses a, holding the most')
-  gate.resolve()
+  gates.b.resolve() // b's queue is delivered: the server holds a's 200 KiB, under the bound, above half of it
+  await until(() => connections.b._inbound.reasons === 0, 'b, holding nothing, reads again')
+  t.not(connections.a._inbound.reasons & Pause.Server, 0, 'a, still holding its queue, waits')
+  gates.a.resolve()
   await until(() => received.a === 5 && received.b === 3, 'every message delivered')
-  await until(() => (connections.a._inbound.reasons | connections.b._inbound.reasons) === 0, 'both read again')
+  await until(() => connections.a._inbound.reasons === 0, 'a reads again once the server is under half of the bound')
   t.same(errors, [], 'nobody was dropped')
   t.equal(connections.a.status, 'Connected')
   t.equal(connections.b.status, 'Connected')
@@ -828,4 +831,85 @@ t.test('maxBufferedBytes: a connection whose own outbound buffer holds the most 
   resumeReading(client) // to read the end of the stream
   t.equal((await end).code, 1006, 'destroyed, without a close frame')
   await until(() => connections[0].status === 'Closed', 'the server sees it closed')
+})
+
+for (const who of ['the client ends its TCP connection', 'the server closes it and the client never answers'] as const) {
+  t.test(`a paused connection, when ${who}: what was queued is delivered in order, onTerminate runs once, last`, async (t) => {
+    const gate = deferred()
+    const delivered: string[] = []
+    const terminated: number[] = []
+    const opened = deferred<Connection>()
+    const { base } = await start(t, {
+      maxPendingMessages: 10,
+      closeTimeout: 300,
+      heartbeat: false,
+      handler: {
+        onConnection () {
+          return {
+            onOpen (ws: Connection) { opened.resolve(ws) },
+            async onMessage (_ws: Connection, e: { data: any }) { await gate.promise; delivered.push(String(e.data)) },
+            onTerminate (_ws: Connection, e: { code: number }) { terminated.push(e.code) }
+          }
+        }
+      }
+    })
+    t.teardown(() => gate.resolve())
+    const client = await rawConnect(t, base)
+    const connection = await opened.promise
+    client.socket.write(textFrames(50, (i) => `m${i}`))
+    await until(() => connection._inbound.paused, 'reading pauses at maxPendingMessages')
+    await sleep(20)
+    if (who === 'the client ends its TCP connection') {
+      // nothing is lost: the server reads on, in order, once its queue drains
+      client.socket.end()
+      gate.resolve()
+      await until(() => terminated.length === 1, 'onTerminate runs')
+      t.same(delivered, Array.from({ length: 50 }, (_, i) => `m${i}`), 'all 50, in order')
+    } else {
+      // frames read but never parsed are dropped when the socket is destroyed
+      connection.terminate()
+      await until(() => connection.status === 'Closed', 'closeTimeout destroys the socket')
+      gate.resolve()
+      await until(() => terminated.length === 1, 'onTerminate runs')
+      t.same(delivered, Array.from({ length: 11 }, (_, i) => `m${i}`), 'the message in onMessage and the 10 queued, in order')
+    }
+    t.same(terminated, [1006])
+    t.equal(delivered.length, who === 'the client ends its TCP connection' ? 50 : 11)
+  })
+}
+
+t.test('a protocol error among frames left unparsed while reading was paused is reported when reading resumes: 1002, errCode 400, after the valid messages', async (t) => {
+  const gate = deferred()
+  const delivered: string[] = []
+  const errors: number[] = []
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    maxPendingMessages: 10,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) { await gate.promise; delivered.push(String(e.data)) },
+          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
+        }
+      }
+    }
+  })
+  t.teardown(() => gate.resolve())
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  // 30 valid frames, then one with a reserved bit set (no extension negotiated): a protocol error
+  const bad = Buffer.from(textFrames(1, () => 'bad'))
+  bad[0] |= 0x40
+  client.socket.write(Buffer.concat([textFrames(30, (i) => `m${i}`), bad]))
+  await until(() => connection._inbound.paused, 'reading pauses with frames left unparsed')
+  t.same(errors, [], 'the bad frame is not parsed yet')
+  gate.resolve()
+  await until(() => errors.length !== 0, 'the error is found when reading resumes')
+  t.same(errors, [400])
+  const frame = await client.nextFrame()
+  t.equal(frame?.opcode, Opcode.Close)
+  await until(() => delivered.length === 30, 'the 30 valid messages are delivered')
+  t.same(delivered, Array.from({ length: 30 }, (_, i) => `m${i}`))
 })

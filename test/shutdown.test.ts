@@ -189,3 +189,64 @@ t.test('with several servers on one app, app.close() closes them all at once: th
   await app.close()
   t.same(seen, [true, true], 'when each server handler\'s onTerminate ran, both servers were already terminating')
 })
+
+t.test('past the shutdown deadline: a callback that settles late changes nothing, a closed connection whose queue still waits is released, and each handler gets one onTerminate', async (t) => {
+  const late = new Promise<void>((resolve) => setTimeout(resolve, 600))
+  const terminated: string[] = []
+  const capture = captureLog()
+  const app = Fastify({ logger: { level: 'warn', stream: capture.stream } })
+  const opened: Connection[] = []
+  await app.register(wssPlugin, {
+    path: '/late',
+    closeTimeout: 200,
+    shutdownTimeout: 50,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.push(ws) },
+          async onMessage () { await late },
+          onTerminate () { terminated.push('once') }
+        }
+      }
+    }
+  })
+  const base = await listen(app)
+  // a raw client that never answers the close frame, with messages queued behind the stalled one
+  const client = await rawConnect(t, `${base}/late`)
+  for (let i = 0; i < 3; i++) client.send({ opcode: Opcode.Text, payload: `m${i}` })
+  await until(() => opened.length === 1 && opened[0]._inbound.length === 2, 'two messages wait behind the first')
+  await app.close()
+  t.same(terminated, ['once'], 'onTerminate ran at the deadline')
+  const warning = await capture.next((line) => line.level === 40 && /shutdown did not wait/.test(line.msg))
+  t.same(warning.abandoned, { onMessage: 1 })
+  await late
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(terminated, ['once'], 'the late settling of onMessage ran nothing more')
+})
+
+t.test('a connection abandoned while its socket is still open gets onTerminate 1006 at once, and nothing more when its close comes', async (t) => {
+  const terminated: number[] = []
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const opened: Connection[] = []
+  await app.register(wssPlugin, {
+    path: '/open',
+    handler: {
+      onConnection: () => ({
+        onOpen (ws: Connection) { opened.push(ws) },
+        onMessage () {},
+        onTerminate (_ws: Connection, event: { code: number }) { terminated.push(event.code) }
+      })
+    }
+  })
+  const base = await listen(app)
+  const client = await connect(t, `${base}/open`)
+  await until(() => opened.length === 1, 'open')
+  t.equal(opened[0]._abandon(), 'close', 'nothing was pending but the close itself')
+  t.same(terminated, [1006])
+  await closed(client)
+  await until(() => opened[0].status === 'Closed', 'the close comes')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(terminated, [1006], 'still one onTerminate')
+})
