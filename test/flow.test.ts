@@ -538,3 +538,34 @@ t.test('Inbound: a long queue is compacted as it is taken, and keeps its order',
   t.equal(rest.at(-1), 'late')
   t.equal(inbound.bytes, 0)
 })
+
+t.test('Inbound on a real ws socket: while paused the parser holds what it is given; once discarded (the TCP socket closed), it takes the rest without parsing it, so ws can finish', async (t) => {
+  const wss = new WsServer({ noServer: true })
+  const server = http.createServer()
+  const accepted = deferred<WebSocket>()
+  server.on('upgrade', (request, socket, head) => {
+    wss.handleUpgrade(request, socket, head, (ws) => accepted.resolve(ws))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.close() })
+  const { port } = server.address() as { port: number }
+  const client = new WebSocket(`ws://127.0.0.1:${port}`)
+  t.teardown(() => client.terminate())
+  await once(client, 'open')
+  const serverSocket = await accepted.promise
+  const messages: string[] = []
+  serverSocket.on('message', (data) => messages.push(String(data)))
+  const inbound = new Inbound(serverSocket, 10, 1 << 20)
+  inbound.pause(Pause.Queue)
+  const receiver = (serverSocket as any)._receiver
+  const written: string[] = []
+  receiver.write(textFrames(1, () => 'held'), () => written.push('first'))
+  await sleep(10)
+  t.same(written, [], 'paused: the parser holds the write, unparsed')
+  inbound.discard()
+  receiver.write(textFrames(1, () => 'dropped'), () => written.push('second'))
+  await sleep(10)
+  t.same(written, ['first', 'second'], 'discarded: both writes complete')
+  t.same(messages, [], 'and nothing was parsed')
+})

@@ -749,14 +749,14 @@ t.test('maxBufferedBytes: the check presses the holder that did not cross the bo
   for (let i = 0; i < 5; i++) a.send(numbered(i, size)) // one delivered, 200 KiB queued: under the bound
   await until(() => connections.a._inbound.bytes === 4 * size, 'a queues 200 KiB')
   t.equal(connections.a._inbound.reasons & Pause.Server, 0, 'a alone is under the bound')
-  for (let i = 0; i < 3; i++) b.send(numbered(i, size)) // b takes the server past it
+  for (let i = 0; i < 4; i++) b.send(numbered(i, size)) // b takes the server past it, and its next message counts again
   await until(() => (connections.b._inbound.reasons & Pause.Server) !== 0, 'b, crossing the bound, is paused')
   await until(() => (connections.a._inbound.reasons & Pause.Server) !== 0, 'the check pauses a, holding the most')
   gates.b.resolve() // b's queue is delivered: the server holds a's 200 KiB, under the bound, above half of it
   await until(() => connections.b._inbound.reasons === 0, 'b, holding nothing, reads again')
   t.not(connections.a._inbound.reasons & Pause.Server, 0, 'a, still holding its queue, waits')
   gates.a.resolve()
-  await until(() => received.a === 5 && received.b === 3, 'every message delivered')
+  await until(() => received.a === 5 && received.b === 4, 'every message delivered')
   await until(() => connections.a._inbound.reasons === 0, 'a reads again once the server is under half of the bound')
   t.same(errors, [], 'nobody was dropped')
   t.equal(connections.a.status, 'Connected')
