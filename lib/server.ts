@@ -409,8 +409,8 @@ export class WebSocketServer<D extends DataType = DataType> {
     this.#pressure ??= setTimeout(this.#relieve, 100)
   }
 
+  /** Stops reading `connection` for the server budget (pausing twice for one reason does nothing more). */
   #press (connection: WebSocketConnection<D>): void {
-    if (this.#pressed.has(connection)) return
     this.#pressed.add(connection)
     connection._inbound.pause(Pause.Server)
   }
