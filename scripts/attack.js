@@ -2,7 +2,7 @@
 // well-behaved canary client beside them, on 127.0.0.1 only.
 //
 //   npm run attack              every attack against every server: about 6 minutes
-//   ATTACK_SERVERS=fastify-wss ATTACK_CLIENTS=never-read=250 npm run attack
+//   ATTACK_SERVERS=fastify-wss ATTACK_CLIENTS=never-read=150 npm run attack
 //                               the CI run: about 2 minutes. Shorter attacks are
 //                               weaker: ws inflates only about 50 MiB/s per
 //                               connection on 2 cores, so deflate-pin needs
