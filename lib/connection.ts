@@ -79,8 +79,6 @@ export class WebSocketConnection<D extends DataType = DataType> {
   readonly #outbound: Outbound
   /** The callback running: onOpen, or an onMessage whose Promise has not settled. */
   #pending: Pending = 'onOpen'
-  /** Reading is paused until the outbound buffer is back under half of maxBackpressure; onDrain is due then. */
-  #draining = false
   /** The continuation of an async callback, made once per connection on first need. */
   #onSettled: (() => void) | undefined
   /** Set when the socket has closed; onTerminate runs once the queue is empty. */
@@ -203,8 +201,9 @@ export class WebSocketConnection<D extends DataType = DataType> {
       return false
     }
     this.#count(buffered)
+    // Above half of it the peer is not read (nor its requests answered) until
+    // its buffer drains; onDrain is due then.
     if (buffered > max / 2 && (this._inbound.reasons & Pause.Outbound) === 0) {
-      this.#draining = true
       this._inbound.pause(Pause.Outbound)
       this.#pollDrain()
     }
@@ -239,12 +238,11 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _drained (): void {
     const buffered = this.#outbound.buffered
     this.#count(buffered)
-    if (!this.#draining) return
+    if ((this._inbound.reasons & Pause.Outbound) === 0) return
     if (buffered > this.#wss._maxBackpressure / 2) {
       this.#pollDrain()
       return
     }
-    this.#draining = false
     this._inbound.resume(Pause.Outbound)
     invoke(this.#handler, this.#handler.onDrain, this, { type: 'drain' }, this, ErrCode.DRAIN_FAILED)
   }
@@ -446,7 +444,6 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#topics = undefined
     }
     this.#count(0)
-    this.#draining = false
     clearTimeout(this.#rateTimer)
     clearTimeout(this.#drainPoll)
     this.#wss._remove(this)

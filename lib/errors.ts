@@ -53,7 +53,7 @@ export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]
  * at most once per connection per second (SPEC §7).
  */
 export const clientErrors: ReadonlySet<number> = new Set([
-  ErrCode.INVALID_JSON, 301, ErrCode.PROTOCOL_ERROR, ErrCode.MESSAGE_TOO_BIG,
+  ErrCode.INVALID_JSON, ErrCode.PROTOCOL_ERROR, ErrCode.MESSAGE_TOO_BIG,
   ErrCode.SOCKET_ERROR, ErrCode.RATE_LIMITED, ErrCode.MESSAGES_DROPPED, ErrCode.OVERLOADED
 ])
 
