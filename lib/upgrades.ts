@@ -194,7 +194,7 @@ export class Upgrades {
 export function invalidHandshake (req: IncomingMessage): { status: 400 | 426, message: string } | undefined {
   const { headers } = req
   if (req.method !== 'GET') return { status: 400, message: 'the method must be GET' }
-  if (String(headers.upgrade).toLowerCase() !== 'websocket') return { status: 400, message: 'the Upgrade header must be "websocket"' }
+  if (String(headers.upgrade).toLowerCase() !== 'websocket') return { status: 400, message: 'the Upgrade header must be websocket' }
   const key = headers['sec-websocket-key']
   if (typeof key !== 'string' || !keyPattern.test(key.trim())) return { status: 400, message: 'the Sec-WebSocket-Key header must be base64 of 16 bytes' }
   const version = String(headers['sec-websocket-version'])
@@ -209,11 +209,19 @@ function destroy (this: Duplex): void {
 
 const reasons = { 400: 'Bad Request', 426: 'Upgrade Required' } as const
 
-/** Answers a bad handshake and closes the socket, without routing the request. */
+/**
+ * Answers a bad handshake and closes the socket, without routing the
+ * request: the JSON body of Fastify's error replies, code FST_WSS_NOT_WEBSOCKET.
+ */
 function refuse (socket: Duplex, { status, message }: { status: 400 | 426, message: string }): void {
-  const body = `Invalid WebSocket handshake: ${message}`
+  const body = JSON.stringify({
+    statusCode: status,
+    code: 'FST_WSS_NOT_WEBSOCKET',
+    error: reasons[status],
+    message: `Invalid WebSocket handshake: ${message}`
+  })
   const version = status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : ''
-  socket.once('finish', () => socket.destroy())
-  socket.once('error', () => socket.destroy())
-  socket.end(`HTTP/1.1 ${status} ${reasons[status]}\r\nConnection: close\r\n${version}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  socket.once('finish', destroy)
+  socket.once('error', destroy)
+  socket.end(`HTTP/1.1 ${status} ${reasons[status]}\r\nConnection: close\r\n${version}Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }

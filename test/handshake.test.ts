@@ -435,7 +435,8 @@ t.test('an upgrade whose Upgrade header is not websocket is refused with 400 wit
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='
   ])
   t.equal(status, 400)
-  t.match(text, 'the Upgrade header must be "websocket"')
+  t.match(text, 'the Upgrade header must be websocket')
+  t.match(text, 'FST_WSS_NOT_WEBSOCKET')
   t.equal(calls, 0)
 })
 
