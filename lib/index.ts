@@ -21,7 +21,8 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
 
   const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig
   // The route Fastify declares below, prefix included: it names the server's cluster channels.
-  const server = new WebSocketServer(options, fastify.log, upgrades, fastify.prefix + (options.path ?? '/*'), {
+  const url = options.path ?? '/*'
+  const server = new WebSocketServer(options, fastify.log, upgrades, fastify.prefix + url, {
     protoAction: onProtoPoisoning as PoisoningAction,
     constructorAction: onConstructorPoisoning as PoisoningAction
   })
@@ -31,7 +32,7 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   fastify.route({
     ...route,
     method: 'GET',
-    url: options.path ?? '/*',
+    url,
     exposeHeadRoute: false,
     // hidden from API docs generators, as @fastify/websocket does for its routes
     schema: { hide: true, ...route.schema } as FastifySchema,
@@ -40,15 +41,6 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
       const socket = upgrades.socket(request.raw)
       if (socket === undefined) return done()
       server._admit(request, reply, socket, upgrades.head(request.raw), done)
-    }],
-    // An upgrade refused with an HTTP response: nothing more will be read from it.
-    onResponse: [...hooks(route.onResponse), function closeRefused (request, _reply, done) {
-      const socket = upgrades.socket(request.raw)
-      if (socket !== undefined) {
-        upgrades.taken(socket)
-        socket.destroy()
-      }
-      done()
     }],
     // A plain GET on the path is not a WebSocket: the app's 404.
     handler (_request: FastifyRequest, reply: FastifyReply) {

@@ -166,10 +166,17 @@ export class Upgrades {
     this.#timer ??= setTimeout(this.#sweep, this.#timeout).unref()
     const dispatch = this.dispatch as Dispatch
     dispatch(req, socket, head)
-    // A plain HTTP answer written on the socket (a route that is no WebSocket
-    // route, a 404, a refusal): nothing more is read from it.
+    // A plain HTTP answer written on the socket (a refusal, a 404, a route
+    // that is no WebSocket route): nothing more is read from it, and it is
+    // closed once the answer is written.
     const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
-    if (res instanceof ServerResponse) res.once('finish', () => { socket.end() })
+    if (res instanceof ServerResponse) res.once('finish', () => { this.#answered(socket) })
+  }
+
+  #answered (socket: Duplex): void {
+    this.taken(socket)
+    socket.once('finish', destroy)
+    socket.end()
   }
 
   readonly #sweep = (): void => {
