@@ -167,7 +167,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
     const data = encode(this.#wss.dataType, message)
-    this.#outbound.send(data, undefined)
+    this.#outbound.send(data)
     // What a peer's messages make the server write counts in its share of the turn.
     const length = typeof data === 'string' ? data.length : data.byteLength
     if (length >= COUNTED_FROM) this.#share(0, length)
@@ -177,7 +177,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   /** @internal Writes a frame made once for many sockets (broadcast, publish). */
   _writeFrame (frame: Frame): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    this.#outbound.sendFrame(frame, undefined)
+    this.#outbound.sendFrame(frame)
     return this.#checkBackpressure()
   }
 

@@ -5,7 +5,7 @@ import type { Frame, Payload } from './codec.js'
 /** The part of `ws`'s (internal) Sender that writes a ready frame. */
 interface WsSender {
   _state: number
-  sendFrame (list: Buffer[], cb?: () => void): void
+  sendFrame (list: Buffer[]): void
 }
 
 /** Whether `ws`'s Sender still has the shape `writeFrame` relies on. */
@@ -65,14 +65,14 @@ export class Outbound {
     return this.#socket.bufferedAmount
   }
 
-  send (data: Payload, cb: (() => void) | undefined): void {
+  send (data: Payload): void {
     this.#cork()
     if (typeof data === 'string' && data.length >= LARGE_TEXT) {
       // A string waiting in a socket's buffer is held twice (the string, and
       // the copy written from it): as bytes it is held once.
-      this.#socket.send(Buffer.from(data), text, cb)
+      this.#socket.send(Buffer.from(data), text)
     } else {
-      this.#socket.send(data, cb)
+      this.#socket.send(data)
     }
   }
 
@@ -81,13 +81,13 @@ export class Outbound {
    * `ws`'s sender is busy (compressing, say), the payload is queued behind
    * what it holds instead, so the order of messages is kept.
    */
-  sendFrame (frame: Frame, cb: (() => void) | undefined): void {
+  sendFrame (frame: Frame): void {
     const sender = this.#sender
     this.#cork()
     if (sender !== undefined && sender._state === 0) {
-      sender.sendFrame(frame.list, cb)
+      sender.sendFrame(frame.list)
     } else {
-      this.#socket.send(frame.payload, { binary: frame.binary, compress: false }, cb)
+      this.#socket.send(frame.payload, { binary: frame.binary, compress: false })
     }
   }
 

@@ -449,8 +449,8 @@ t.test('Outbound without a ws Sender: sendFrame falls back to socket.send with t
 
   const binary = serverFrame(Buffer.from([1, 2, 3]))
   const text = serverFrame('hi')
-  outbound.sendFrame(binary, undefined)
-  outbound.sendFrame(text, undefined)
+  outbound.sendFrame(binary)
+  outbound.sendFrame(text)
   t.same(sent, [
     { data: Buffer.from([1, 2, 3]), options: { binary: true, compress: false } },
     { data: Buffer.from('hi'), options: { binary: false, compress: false } }
@@ -473,10 +473,10 @@ t.test('Outbound with a ws Sender that is busy: sendFrame queues the payload thr
   t.equal(senderSupported(stub as unknown as WebSocket), true)
   const outbound = new Outbound(stub as unknown as WebSocket, new PassThrough())
   const framed = serverFrame('one')
-  outbound.sendFrame(framed, undefined)
+  outbound.sendFrame(framed)
   t.same(frames, [framed.list], 'idle: the ready frame is written')
   sender._state = 1
-  outbound.sendFrame(serverFrame('two'), undefined)
+  outbound.sendFrame(serverFrame('two'))
   t.same(frames, [framed.list])
   t.same(sent, [{ data: Buffer.from('two'), options: { binary: false, compress: false } }], 'busy: behind what the sender holds')
 })
