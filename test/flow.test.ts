@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import { PassThrough } from 'node:stream'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket, { WebSocketServer as WsServer } from 'ws'
 import type { WebSocketConnection } from '../lib/index.js'
 import { frame as serverFrame } from '../lib/codec.js'
@@ -21,6 +21,25 @@ function range (count: number): number[] {
 
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** A plain `ws` server socket and its client, on a loopback HTTP server: for checks of `ws` itself. */
+async function wsPair (t: Test): Promise<{ serverSocket: WebSocket, client: WebSocket }> {
+  const wss = new WsServer({ noServer: true })
+  const server = http.createServer()
+  const accepted = deferred<WebSocket>()
+  server.on('upgrade', (request, socket, head) => {
+    wss.handleUpgrade(request, socket, head, (ws) => accepted.resolve(ws))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.close() })
+  const { port } = server.address() as { port: number }
+  const client = new WebSocket(`ws://127.0.0.1:${port}`)
+  t.teardown(() => client.terminate())
+  await once(client, 'open')
+  const serverSocket = await accepted.promise
+  return { serverSocket, client }
 }
 
 t.test('rateLimit { max: 5, timeWindow: 300 } (pause): 20 messages sent at once are all delivered in order, reading was paused for the rate, nothing is closed', async (t) => {
@@ -328,20 +347,7 @@ t.test("the binary flag under dataType 'text' and 'object': true for binary fram
 })
 
 t.test("ws's internals the read gate and the frame writer rely on are there, on server and client sockets", async (t) => {
-  const wss = new WsServer({ noServer: true })
-  const server = http.createServer()
-  const accepted = deferred<WebSocket>()
-  server.on('upgrade', (request, socket, head) => {
-    wss.handleUpgrade(request, socket, head, (ws) => accepted.resolve(ws))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { wss.close(); server.close() })
-  const { port } = server.address() as { port: number }
-  const client = new WebSocket(`ws://127.0.0.1:${port}`)
-  t.teardown(() => client.terminate())
-  await once(client, 'open')
-  const serverSocket = await accepted.promise
+  const { serverSocket, client } = await wsPair(t)
 
   t.equal(gateSupported(serverSocket), true, "gateSupported: a server socket's Receiver has startLoop and _loop")
   t.equal(senderSupported(serverSocket), true, "senderSupported: a server socket's Sender has sendFrame and an idle _state")
@@ -540,20 +546,7 @@ t.test('Inbound: a long queue is compacted as it is taken, and keeps its order',
 })
 
 t.test('Inbound on a real ws socket: while paused the parser holds what it is given; once discarded (the TCP socket closed), it takes the rest without parsing it, so ws can finish', async (t) => {
-  const wss = new WsServer({ noServer: true })
-  const server = http.createServer()
-  const accepted = deferred<WebSocket>()
-  server.on('upgrade', (request, socket, head) => {
-    wss.handleUpgrade(request, socket, head, (ws) => accepted.resolve(ws))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { wss.close(); server.close() })
-  const { port } = server.address() as { port: number }
-  const client = new WebSocket(`ws://127.0.0.1:${port}`)
-  t.teardown(() => client.terminate())
-  await once(client, 'open')
-  const serverSocket = await accepted.promise
+  const { serverSocket } = await wsPair(t)
   const messages: string[] = []
   serverSocket.on('message', (data) => messages.push(String(data)))
   const inbound = new Inbound(serverSocket, 10, 1 << 20)

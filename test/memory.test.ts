@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import type WebSocket from 'ws'
 import type { WebSocketConnection } from '../lib/index.js'
@@ -442,75 +442,52 @@ t.test('maxBufferedBytes: past it a new upgrade gets 503, the connection holding
   gates.a.resolve()
 })
 
+/**
+ * Frames written in one TCP read to a gated async onMessage under `options`:
+ * checks that they are delivered in order and one at a time once the gate opens.
+ */
+async function orderedAcrossResume (t: Test, options: Record<string, number>, frames: Buffer): Promise<void> {
+  const count = 12
+  const order: number[] = []
+  let running = 0
+  let overlapped = false
+  const gate = deferred()
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    ...options,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: any }) {
+            order.push(indexOf(e.data))
+            if (++running > 1) overlapped = true
+            await gate.promise
+            running--
+          }
+        }
+      }
+    }
+  })
+  const client = await rawConnect(t, base)
+  const connection = await opened.promise
+  client.socket.write(frames)
+  await until(() => connection._inbound.paused, 'reading pauses')
+  gate.resolve()
+  await until(() => order.length === count, 'all delivered')
+  t.same(order, range(count), 'in order')
+  t.equal(overlapped, false, 'one at a time')
+}
+
 t.test('messages larger than half of maxPendingBytes, read together: the message parsed when reading resumes waits for the ones queued before it (order, one at a time)', async (t) => {
   // Reading resumes only once the queue is empty (each message is over half
   // the bound); the frames of the same TCP read are then parsed at once.
-  const size = 600
-  const count = 12
-  const order: number[] = []
-  let running = 0
-  let overlapped = false
-  const gate = deferred()
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    maxPendingBytes: 1024,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            order.push(indexOf(e.data))
-            if (++running > 1) overlapped = true
-            await gate.promise
-            running--
-          }
-        }
-      }
-    }
-  })
-  const client = await rawConnect(t, base)
-  const connection = await opened.promise
-  client.socket.write(textFrames(count, (i) => numbered(i, size)))
-  await until(() => connection._inbound.paused, 'reading pauses with two messages queued')
-  gate.resolve()
-  await until(() => order.length === count, 'all delivered')
-  t.same(order, range(count), 'in order')
-  t.equal(overlapped, false, 'one at a time')
+  await orderedAcrossResume(t, { maxPendingBytes: 1024 }, textFrames(12, (i) => numbered(i, 600)))
 })
 
 t.test('maxPendingMessages: 1, frames read together: each message waits for the one before it (order, one at a time)', async (t) => {
-  const count = 12
-  const order: number[] = []
-  let running = 0
-  let overlapped = false
-  const gate = deferred()
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    maxPendingMessages: 1,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            order.push(indexOf(e.data))
-            if (++running > 1) overlapped = true
-            await gate.promise
-            running--
-          }
-        }
-      }
-    }
-  })
-  const client = await rawConnect(t, base)
-  const connection = await opened.promise
-  client.socket.write(textFrames(count, (i) => `${i}:`))
-  await until(() => connection._inbound.paused, 'reading pauses with one message queued')
-  gate.resolve()
-  await until(() => order.length === count, 'all delivered')
-  t.same(order, range(count), 'in order')
-  t.equal(overlapped, false, 'one at a time')
+  await orderedAcrossResume(t, { maxPendingMessages: 1 }, textFrames(12, (i) => `${i}:`))
 })
 
 t.test('maxBufferedBytes with a closed connection holding the most: a live connection paused for the server budget is not dropped, and reads again once the closed queue is dropped', async (t) => {
