@@ -1,5 +1,6 @@
 import secureJson from 'secure-json-parse'
 import { WssInvalidJsonError, WssNotSerializableError } from './errors.js'
+import type { Serialize } from './schema.js'
 
 /** What `onMessage` receives and how `send` encodes: see the README, "dataType". */
 export type DataType = 'text' | 'blob' | 'object'
@@ -78,17 +79,18 @@ export function nestsDeeper (json: Uint8Array, max: number): boolean {
 
 /**
  * Encodes a value for `send`: a string is text (JSON-encoded under `object`),
- * bytes are binary, anything else is its JSON text. Throws a coded TypeError
- * when JSON cannot encode the value.
+ * bytes are binary, anything else is its JSON text, made by `serialize` (the
+ * compiled `schema.send`) when there is one. Throws a coded TypeError when
+ * the value cannot be encoded.
  */
-export function encode (dataType: DataType, message: unknown): Payload {
+export function encode (dataType: DataType, message: unknown, serialize?: Serialize): Payload {
   if (typeof message === 'string') {
     return dataType === 'object' ? JSON.stringify(message) : message
   }
   if (message instanceof ArrayBuffer || ArrayBuffer.isView(message)) return message
   let json: string | undefined
   try {
-    json = JSON.stringify(message)
+    json = serialize === undefined ? JSON.stringify(message) : serialize(message)
   } catch (err) {
     throw new WssNotSerializableError((err as Error).message, { cause: err })
   }

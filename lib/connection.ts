@@ -166,7 +166,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
    */
   send (message: unknown): boolean {
     if (this.#socket.readyState !== OPEN) return false
-    const data = encode(this.#wss.dataType, message)
+    const data = encode(this.#wss.dataType, message, this.#wss._serialize)
     this.#outbound.send(data)
     // What a peer's messages make the server write counts in its share of the turn.
     const length = typeof data === 'string' ? data.length : data.byteLength
@@ -404,12 +404,22 @@ export class WebSocketConnection<D extends DataType = DataType> {
   }
 
   #deliver (data: Buffer, binary: boolean): void {
+    const wss = this.#wss
     let value: unknown
     try {
-      value = decode(this.#wss.dataType, data, this.#wss._json)
+      value = decode(wss.dataType, data, wss._json)
     } catch (err) {
-      this._fail(ErrCode.INVALID_JSON, err)
+      this.#invalid(ErrCode.INVALID_JSON, err)
       return
+    }
+    const check = wss._check
+    if (check !== undefined) {
+      try {
+        value = check(value)
+      } catch (err) {
+        this.#invalid(ErrCode.INVALID_MESSAGE, err)
+        return
+      }
     }
     const handler = this.#handler
     const pending = invoke(handler, handler.onMessage, this, { type: 'message', data: value, binary }, this, ErrCode.MESSAGE_FAILED)
@@ -417,6 +427,12 @@ export class WebSocketConnection<D extends DataType = DataType> {
       this.#pending = 'onMessage'
       pending.then(this.#onSettled ??= () => this.#settled())
     }
+  }
+
+  /** A message that is not delivered: reported, and with `invalidMessage: 'close'` the connection closes with 1008. */
+  #invalid (errCode: number, error: unknown): void {
+    this._fail(errCode, error)
+    if (this.#wss._closeOnInvalid) this._goAway(1008)
   }
 
   /** A callback has settled: deliver what waits, then end if the socket is closed. */

@@ -28,6 +28,8 @@ export const ErrCode = {
   DRAIN_FAILED: 203,
   /** A message was not valid JSON under `dataType: 'object'`; it was not delivered. */
   INVALID_JSON: 300,
+  /** A message did not match `schema.message`; it was not delivered. The message names each failing path. */
+  INVALID_MESSAGE: 301,
   /** The peer broke the WebSocket protocol (invalid frame, invalid UTF-8, ...); `ws` closed the connection. */
   PROTOCOL_ERROR: 400,
   /** A message was larger than `maxPayload`; the connection was closed with 1009. */
@@ -53,7 +55,7 @@ export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]
  * at most once per connection per second (SPEC §7).
  */
 export const clientErrors: ReadonlySet<number> = new Set([
-  ErrCode.INVALID_JSON, ErrCode.PROTOCOL_ERROR, ErrCode.MESSAGE_TOO_BIG,
+  ErrCode.INVALID_JSON, ErrCode.INVALID_MESSAGE, ErrCode.PROTOCOL_ERROR, ErrCode.MESSAGE_TOO_BIG,
   ErrCode.SOCKET_ERROR, ErrCode.RATE_LIMITED, ErrCode.MESSAGES_DROPPED, ErrCode.OVERLOADED
 ])
 
@@ -91,6 +93,8 @@ export const WssCallbackError: FastifyErrorConstructor<{ code: 'FST_WSS_CALLBACK
   'FST_WSS_CALLBACK_ERROR', '%s')
 export const WssInvalidJsonError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_JSON' }, [reason: string, options?: Cause]> = createError(
   'FST_WSS_INVALID_JSON', 'The message is not valid JSON: %s')
+export const WssInvalidMessageError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_MESSAGE' }, [failures: string]> = createError(
+  'FST_WSS_INVALID_MESSAGE', 'The message does not match schema.message: %s')
 export const WssNotSerializableError: FastifyErrorConstructor<{ code: 'FST_WSS_NOT_SERIALIZABLE', statusCode: 500 }, [reason: string, options?: Cause]> = createError(
   'FST_WSS_NOT_SERIALIZABLE', 'The message cannot be encoded as JSON: %s', 500, TypeError)
 export const WssInvalidCloseCodeError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_CLOSE_CODE', statusCode: 500 }, [code: unknown]> = createError(

@@ -7,6 +7,7 @@ import websocket from '@fastify/websocket'
 import type { DataType, PoisoningAction } from './codec.js'
 import { WssAlreadyRegisteredError } from './errors.js'
 import { resolveOptions, type WssPluginOptions } from './options.js'
+import { compileSchemas } from './schema.js'
 import { WebSocketServer } from './server.js'
 import { Upgrades } from './upgrades.js'
 
@@ -49,7 +50,14 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   })
 
   upgrades.servers.add(server)
-  fastify.addHook('onReady', async () => server._start())
+  fastify.addHook('onReady', async () => {
+    if (options.schema !== undefined) {
+      const { check, serialize } = compileSchemas(fastify, options.schema, fastify.prefix + url)
+      server._check = check
+      server._serialize = serialize
+    }
+    await server._start()
+  })
   // Every server on the app closes at once: their shutdown deadlines do not add up.
   fastify.addHook('preClose', async () => {
     await upgrades.terminateAll()
@@ -144,6 +152,7 @@ export {
   WssInvalidConnectionHandlerError,
   WssCallbackError,
   WssInvalidJsonError,
+  WssInvalidMessageError,
   WssNotSerializableError,
   WssInvalidCloseCodeError,
   WssCloseMessageTooLongError,

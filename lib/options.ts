@@ -4,6 +4,7 @@ import type { PerMessageDeflateOptions } from 'ws'
 import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
 import { WssInvalidOptionError } from './errors.js'
+import type { MessageSchemas } from './schema.js'
 import type { WSSHandler } from './types.js'
 
 /** An origin rule: exact origins (case-insensitive) and RegExps, a RegExp, or a function of the `Origin` header. */
@@ -66,6 +67,19 @@ export interface WssPluginOptions<D extends DataType = DataType> {
    * `constraints`, `logLevel`... The plugin owns `method`, `url`, `handler`.
    */
   route?: WssRouteOptions
+  /**
+   * JSON Schemas of the messages, under `dataType: 'object'`: `message`
+   * validates what arrives (errCode 301 when it does not match), `send`
+   * serialises what `send`, `broadcast` and `publish` get. Compiled once,
+   * when the app is ready, with the app's validator and serializer compilers.
+   */
+  schema?: MessageSchemas
+  /**
+   * What a message that is invalid JSON or does not match `schema.message`
+   * does besides its report to onError: `'report'` only (default), or
+   * `'close'` the connection with 1008.
+   */
+  invalidMessage?: 'report' | 'close'
 }
 
 /** The route options the plugin takes: those of any Fastify route but the ones it owns. */
@@ -125,6 +139,8 @@ export interface ResolvedOptions<D extends DataType> {
   shutdownTimeout: number
   maxDepth: number
   route: WssRouteOptions
+  schema: MessageSchemas | undefined
+  closeOnInvalid: boolean
 }
 
 function positiveInteger (name: string, value: unknown, fallback: number): number {
@@ -202,7 +218,9 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
     maxBufferedBytes: positiveInteger('maxBufferedBytes', opts.maxBufferedBytes, defaults.maxBufferedBytes),
     shutdownTimeout: duration('shutdownTimeout', opts.shutdownTimeout, defaults.shutdownTimeout),
     maxDepth: positiveInteger('maxDepth', opts.maxDepth, defaults.maxDepth),
-    route: routeOptions(opts.route)
+    route: routeOptions(opts.route),
+    schema: schemas(opts.schema, dataType),
+    closeOnInvalid: invalidMessage(opts.invalidMessage)
   }
 }
 
@@ -214,6 +232,24 @@ function heartbeatInterval (heartbeat: WssPluginOptions['heartbeat']): number {
     throw new WssInvalidOptionError('heartbeat', `must be a boolean or { interval }, got ${describe(heartbeat)}`)
   }
   return duration('heartbeat.interval', heartbeat.interval, defaults.heartbeat.interval)
+}
+
+function schemas (schema: MessageSchemas | undefined, dataType: DataType): MessageSchemas | undefined {
+  if (schema === undefined) return undefined
+  if (schema === null || typeof schema !== 'object') {
+    throw new WssInvalidOptionError('schema', `must be an object { message?, send? }, got ${describe(schema)}`)
+  }
+  for (const key of Object.keys(schema)) {
+    if (key !== 'message' && key !== 'send') throw new WssInvalidOptionError(`schema.${key}`, 'is not a schema of messages: give message and send only')
+  }
+  if (dataType !== 'object') throw new WssInvalidOptionError('schema', `needs dataType 'object', got ${describe(dataType)}`)
+  return schema
+}
+
+function invalidMessage (action: unknown): boolean {
+  if (action === undefined || action === 'report') return false
+  if (action === 'close') return true
+  throw new WssInvalidOptionError('invalidMessage', `must be "report" or "close", got ${describe(action)}`)
 }
 
 function routeOptions (route: WssRouteOptions | undefined): WssRouteOptions {

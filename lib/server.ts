@@ -20,6 +20,7 @@ import {
   type ErrorSink
 } from './errors.js'
 import type { RateLimit, ResolvedOptions } from './options.js'
+import type { Check, Serialize } from './schema.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
@@ -82,6 +83,12 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _rateLimit: Required<RateLimit> | undefined
   /** @internal How `object` messages are parsed. */
   readonly _json: JsonRules
+  /** @internal The compiled `schema.message`, once the app is ready. */
+  _check: Check | undefined
+  /** @internal The compiled `schema.send`, once the app is ready. */
+  _serialize: Serialize | undefined
+  /** @internal `invalidMessage: 'close'`. */
+  readonly _closeOnInvalid: boolean
   /** @internal Where a throw inside an onError callback goes: the log, and no further. */
   readonly _onErrorFailed: ErrorSink
 
@@ -102,6 +109,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     this._closeTimeout = options.closeTimeout
     this._rateLimit = options.rateLimit
     this._json = { ...json, maxDepth: options.maxDepth }
+    this._closeOnInvalid = options.closeOnInvalid
     this.#shutdownTimeout = options.shutdownTimeout
     this.#maxHeld = options.maxBufferedBytes
     this._log = log
@@ -136,7 +144,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
    */
   broadcast (message: unknown, options?: SendOptions<D>): number {
-    const framed = frame(encode(this.#dataType, message))
+    const framed = frame(encode(this.#dataType, message, this._serialize))
     this.#toCluster(undefined, framed)
     return this.#fanOut(this.#connections, framed, options?.except)
   }
@@ -149,7 +157,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   publish (topic: string, message: unknown, options?: SendOptions<D>): number {
     checkTopic(topic)
-    const payload = encode(this.#dataType, message)
+    const payload = encode(this.#dataType, message, this._serialize)
     const subscribers = this.#topics.get(topic)
     if (subscribers === undefined && this.#adapter === undefined) return 0
     const framed = frame(payload)
