@@ -15,7 +15,7 @@ import {
   toError
 } from './errors.js'
 import type { WebSocketServer } from './server.js'
-import type { ConnectionHandler, ConnectionRequest, ErrorEvent, TerminateEvent } from './types.js'
+import type { ConnectionHandler, ConnectionRequest, ErrorEvent, MessageTypes, TerminateEvent, TypesOf } from './types.js'
 
 /** `'Connected'` → `'Closing'` → `'Closed'`. */
 export type ConnectionStatus = 'Connected' | 'Closing' | 'Closed'
@@ -33,8 +33,8 @@ const OPEN = 1
 const CLOSING = 2
 
 const kConnection = Symbol('fastify-wss.connection')
-type Socket = WebSocket & { [kConnection]: WebSocketConnection<DataType> }
-type Transport = Duplex & { [kConnection]: WebSocketConnection<DataType> }
+type Socket = WebSocket & { [kConnection]: WebSocketConnection<any, any> }
+type Transport = Duplex & { [kConnection]: WebSocketConnection<any, any> }
 type Listener = (this: WebSocket, ...args: any[]) => void
 
 /** What a callback in progress is, for the report of a shutdown that could not wait for it. */
@@ -55,7 +55,7 @@ const TURN_MESSAGES = 64
 const TURN_BYTES = 256 * 1024
 /** The turn of the event loop, counted only while some connection waits for the next one. */
 let turn = 0
-let yielded: Array<WebSocketConnection<DataType>> = []
+let yielded: Array<WebSocketConnection<any, any>> = []
 
 function nextTurn (): void {
   turn++
@@ -68,10 +68,10 @@ function nextTurn (): void {
  * One client connection. Created by the plugin when `onConnection` returns a
  * connection handler; given to every callback of that handler.
  */
-export class WebSocketConnection<D extends DataType = DataType> {
+export class WebSocketConnection<D extends DataType = DataType, M extends MessageTypes = TypesOf<D>> {
   readonly #id: number
-  readonly #wss: WebSocketServer<D>
-  readonly #handler: ConnectionHandler<D>
+  readonly #wss: WebSocketServer<D, M>
+  readonly #handler: ConnectionHandler<D, M>
   readonly #request: ConnectionRequest
   readonly #socket: Socket
   /** @internal Messages received and not yet delivered, and the pausing of reads. */
@@ -109,7 +109,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _suppressed = 0
 
   /** @internal */
-  constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex | undefined) {
+  constructor (wss: WebSocketServer<D, M>, socket: WebSocket, handler: ConnectionHandler<D, M>, request: ConnectionRequest, transport: Duplex | undefined) {
     this.#id = ++lastId
     this.#wss = wss
     this.#handler = handler
@@ -118,7 +118,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     this._inbound = new Inbound(socket, wss._maxPendingMessages, wss._maxPendingBytes)
     this.#outbound = new Outbound(socket, transport as Duplex)
     if (transport === undefined) return
-    this.#socket[kConnection] = this as unknown as WebSocketConnection<DataType>
+    this.#socket[kConnection] = this as unknown as WebSocketConnection<any, any>
     // Shared listeners, with the socket as `this`: no closures per connection.
     socket.on('message', onSocketMessage as Listener)
     socket.on('close', onSocketClose as Listener)
@@ -126,7 +126,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     socket.on('pong', onSocketPong as Listener)
     // ws closes the connection on an error of the TCP socket without reporting it.
     const tcp = transport as Transport
-    tcp[kConnection] = this as unknown as WebSocketConnection<DataType>
+    tcp[kConnection] = this as unknown as WebSocketConnection<any, any>
     tcp.on('error', onTransportError)
     tcp.on('drain', onTransportDrain)
     // before ws's own listener, which hands the parser what the socket still holds
@@ -134,16 +134,16 @@ export class WebSocketConnection<D extends DataType = DataType> {
   }
 
   /** @internal A connection whose handler `onConnection` returned, but that never opened. */
-  static _neverOpened<D extends DataType> (wss: WebSocketServer<D>, handler: ConnectionHandler<D>, request: ConnectionRequest): WebSocketConnection<D> {
+  static _neverOpened<D extends DataType, M extends MessageTypes> (wss: WebSocketServer<D, M>, handler: ConnectionHandler<D, M>, request: ConnectionRequest): WebSocketConnection<D, M> {
     return new WebSocketConnection(wss, neverOpened, handler, request, undefined)
   }
 
   /** Positive integer, unique within the process, never reused. */
   get id (): number { return this.#id }
   /** The server this connection belongs to. */
-  get wss (): WebSocketServer<D> { return this.#wss }
+  get wss (): WebSocketServer<D, M> { return this.#wss }
   /** The connection handler `onConnection` returned. */
-  get handler (): ConnectionHandler<D> { return this.#handler }
+  get handler (): ConnectionHandler<D, M> { return this.#handler }
   /** The request the connection was opened with. */
   get request (): ConnectionRequest { return this.#request }
 
@@ -164,7 +164,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
    * or has just been dropped for exceeding `maxBackpressure`.
    * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
    */
-  send (message: unknown): boolean {
+  send (message: M['send']): boolean {
     if (this.#socket.readyState !== OPEN) return false
     const data = encode(this.#wss.dataType, message, this.#wss._serialize)
     this.#outbound.send(data)
@@ -372,12 +372,12 @@ export class WebSocketConnection<D extends DataType = DataType> {
     this.#turnBytes += bytes
     if ((this.#turnMessages >= TURN_MESSAGES || this.#turnBytes >= TURN_BYTES) && (this._inbound.reasons & Pause.Turn) === 0) {
       this._inbound.pause(Pause.Turn)
-      if (yielded.push(this as unknown as WebSocketConnection<DataType>) === 1) setImmediate(nextTurn)
+      if (yielded.push(this as unknown as WebSocketConnection<any, any>) === 1) setImmediate(nextTurn)
     }
   }
 
   /** Counts the message against rateLimit: pauses at the limit, or closes past it. */
-  #withinRate (limit: NonNullable<WebSocketServer<D>['_rateLimit']>): boolean {
+  #withinRate (limit: NonNullable<WebSocketServer<D, M>['_rateLimit']>): boolean {
     const now = Date.now()
     if (now >= this.#rateWindowEnd) {
       this.#rateWindowEnd = now + limit.timeWindow
@@ -609,14 +609,14 @@ function onTransportClose (this: Transport): void {
   this[kConnection]._inbound.discard()
 }
 
-function onDrainPoll (connection: WebSocketConnection<DataType>): void {
+function onDrainPoll (connection: WebSocketConnection<any, any>): void {
   connection._drainPolled()
 }
 
-function onRateWindow (connection: WebSocketConnection<DataType>): void {
+function onRateWindow (connection: WebSocketConnection<any, any>): void {
   connection._rateWindow()
 }
 
-function onDropTimer (connection: WebSocketConnection<DataType>): void {
+function onDropTimer (connection: WebSocketConnection<any, any>): void {
   connection._drop()
 }

@@ -1,13 +1,25 @@
 /// <reference types="@fastify/websocket" preserve="true" />
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchema,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawServerBase,
+  RawServerDefault,
+  RegisterOptions
+} from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DataType, PoisoningAction } from './codec.js'
 import { WssAlreadyRegisteredError } from './errors.js'
 import { resolveOptions, type WssPluginOptions } from './options.js'
-import { compileSchemas } from './schema.js'
+import { compileSchemas, type MessageSchemas } from './schema.js'
 import { WebSocketServer } from './server.js'
 import { Upgrades } from './upgrades.js'
 
@@ -132,13 +144,30 @@ function guardWebSocketRoutes (fastify: FastifyInstance): void {
  * @example
  * await app.register(wssPlugin, { handler: new ChatServer(), path: '/chat', dataType: 'object' })
  */
-export const wssPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-wss' })
+export const wssPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-wss' }) as unknown as WssPlugin
+
+declare const kWssPlugin: unique symbol
+
+/**
+ * The type of the plugin. `register(wssPlugin, options)` infers the types
+ * of the handler's messages from `dataType`, `schema` and the app's type
+ * provider (see `TypesOf`), so an inline handler needs no annotation and a
+ * handler class written for other messages does not compile.
+ */
+export interface WssPlugin {
+  (instance: FastifyInstance<any, any, any, any, any>, opts: never): Promise<void>
+  readonly [kWssPlugin]: true
+}
+
+/** The type provider of the instance `register` was called on. */
+type ProviderOf<T> = T extends FastifyInstance<any, any, any, any, infer P> ? P : FastifyTypeProviderDefault
 export default wssPlugin
 
 export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
-export { defaults, type WssPluginOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
+export { defaults, type WssPluginOptions, type WssCommonOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
 export type { DataType, MessageData } from './codec.js'
+export type { MessageSchemas } from './schema.js'
 export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {
   ErrCode,
@@ -170,6 +199,11 @@ export type {
   DrainEvent,
   ErrorEvent,
   MessageEvent,
+  MessageTypes,
+  Bytes,
+  TypesOf,
+  PlainTypes,
+  SchemaTypes,
   OpenEvent,
   ServerErrorEvent,
   ServerTerminateEvent,
@@ -179,7 +213,26 @@ export type {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The WebSocket server of this context (fastify-wss). */
+    /**
+     * The WebSocket server of this context (fastify-wss), for any dataType:
+     * its `broadcast` and `publish` take any message. The handler's
+     * callbacks get it typed by the server's options.
+     */
     wss: WebSocketServer<DataType>
   }
+
+  // A merged declaration repeats the type parameters of Fastify's own, used or not.
+  /* eslint-disable @typescript-eslint/no-unused-vars */
+  interface FastifyRegister<
+    T = void,
+    RawServer extends RawServerBase = RawServerDefault,
+    TypeProviderDefault extends FastifyTypeProvider = FastifyTypeProvider,
+    LoggerDefault extends FastifyBaseLogger = FastifyBaseLogger
+  > {
+    <const D extends DataType = 'text', const S extends MessageSchemas = {}>(
+      plugin: WssPlugin,
+      opts: WssPluginOptions<D, S, ProviderOf<T>> & RegisterOptions
+    ): T
+  }
+  /* eslint-enable @typescript-eslint/no-unused-vars */
 }

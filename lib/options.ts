@@ -1,23 +1,36 @@
 import { getHeapStatistics } from 'node:v8'
-import type { RouteShorthandOptions } from 'fastify'
+import type { FastifyTypeProvider, FastifyTypeProviderDefault, RouteShorthandOptions } from 'fastify'
 import type { PerMessageDeflateOptions } from 'ws'
 import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
 import { WssInvalidOptionError } from './errors.js'
 import type { MessageSchemas } from './schema.js'
-import type { WSSHandler } from './types.js'
+import type { MessageTypes, TypesOf, WSSHandler } from './types.js'
 
 /** An origin rule: exact origins (case-insensitive) and RegExps, a RegExp, or a function of the `Origin` header. */
 export type AllowedOrigins = string | RegExp | ReadonlyArray<string | RegExp> | ((origin: string) => boolean)
 
-/** The options of the plugin. Only `handler` is required. */
-export interface WssPluginOptions<D extends DataType = DataType> {
-  /** The server handler: an object with an `onConnection` method. */
-  handler: WSSHandler<D>
+/**
+ * The options of the plugin. Only `handler` is required, and `dataType`
+ * when it is not `'text'`. `D` is the dataType, `S` the `schema` option and
+ * `P` the app's type provider: together they type the handler's messages
+ * (see {@link TypesOf}).
+ */
+export type WssPluginOptions<D extends DataType = DataType, S extends MessageSchemas = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault> =
+  WssCommonOptions<S> & DataTypeOption<D> & {
+    /** The server handler: an object with an `onConnection` method. */
+    handler: WSSHandler<D, TypesOf<D, S, P>>
+  }
+
+/** `dataType` may be left out for `'text'` only: a handler written for another must say so. */
+type DataTypeOption<D extends DataType> = D extends 'text'
+  ? { /** `'text'` (default), `'blob'` or `'object'`. */ dataType?: D }
+  : { /** `'text'` (default), `'blob'` or `'object'`. */ dataType: D }
+
+/** The options of the plugin but `handler` and `dataType`. */
+export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas> {
   /** A Fastify route pattern (`/chat`, `/rooms/:room`); absent: every upgrade no other route takes. */
   path?: string
-  /** `'text'` (default), `'blob'` or `'object'`. */
-  dataType?: D
   /** Largest message in bytes; a larger one closes the connection with 1009. Default 1 MiB. */
   maxPayload?: number
   /** Ping interval; a peer that missed the previous ping is destroyed. Default `{ interval: 30000 }`; `false` turns it off. */
@@ -73,7 +86,7 @@ export interface WssPluginOptions<D extends DataType = DataType> {
    * serialises what `send`, `broadcast` and `publish` get. Compiled once,
    * when the app is ready, with the app's validator and serializer compilers.
    */
-  schema?: MessageSchemas
+  schema?: S
   /**
    * What a message that is invalid JSON or does not match `schema.message`
    * does besides its report to onError: `'report'` only (default), or
@@ -119,8 +132,8 @@ export const defaults = {
 export const MAX_DURATION = 2 ** 31 - 1
 
 /** @internal Options after validation, with defaults filled in. */
-export interface ResolvedOptions<D extends DataType> {
-  handler: WSSHandler<D>
+export interface ResolvedOptions<D extends DataType, M extends MessageTypes = TypesOf<D>> {
+  handler: WSSHandler<D, M>
   path: string | undefined
   dataType: D
   maxPayload: number
@@ -169,7 +182,8 @@ function describe (value: unknown): string {
 
 /** @internal Validates the options once, at register; throws a coded error naming the option. */
 export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): ResolvedOptions<D> {
-  const { handler, path, dataType = defaults.dataType as D } = opts
+  const { handler, path } = opts
+  const dataType = (opts.dataType ?? defaults.dataType) as D
   if (handler === null || (typeof handler !== 'object' && typeof handler !== 'function')) {
     throw new WssInvalidOptionError('handler', `is required: an object with an onConnection method, got ${describe(handler)}`)
   }

@@ -9,10 +9,10 @@ export interface MessageSchemas {
   send?: unknown
 }
 
-/** @internal Checks a parsed message: returns the value to deliver, or throws `FST_WSS_INVALID_MESSAGE`. */
+/** Checks a parsed message: returns the value to deliver, or throws `FST_WSS_INVALID_MESSAGE`. */
 export type Check = (value: unknown) => unknown
 
-/** @internal Serialises a value to JSON text; throws what the serializer throws. */
+/** Serialises a value to JSON text; throws what the serializer throws. */
 export type Serialize = (value: unknown) => string
 
 /** One failure as Ajv (and most compilers) report it. */

@@ -21,13 +21,13 @@ import {
 } from './errors.js'
 import type { RateLimit, ResolvedOptions } from './options.js'
 import type { Check, Serialize } from './schema.js'
-import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
+import type { ConnectionHandler, ConnectionRequest, MessageTypes, ServerErrorEvent, TypesOf, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
 /** Options of `broadcast` and `publish`. */
-export interface SendOptions<D extends DataType = DataType> {
+export interface SendOptions<D extends DataType = DataType, M extends MessageTypes = TypesOf<D>> {
   /** A connection, or a connection id, not to send to. */
-  except?: WebSocketConnection<D> | number
+  except?: WebSocketConnection<D, M> | number
 }
 
 /** The lifecycle of a server, one state at a time. */
@@ -37,13 +37,13 @@ type Lifecycle = typeof State[keyof typeof State]
 /**
  * The WebSocket server of a Fastify context: `fastify.wss`.
  */
-export class WebSocketServer<D extends DataType = DataType> {
-  readonly #handler: WSSHandler<D>
+export class WebSocketServer<D extends DataType = DataType, M extends MessageTypes = TypesOf<D>> {
+  readonly #handler: WSSHandler<D, M>
   readonly #dataType: D
   readonly #path: string | undefined
-  readonly #connections = new Set<WebSocketConnection<D>>()
+  readonly #connections = new Set<WebSocketConnection<D, M>>()
   /** The local subscribers of each topic that has some. */
-  readonly #topics = new Map<string, Set<WebSocketConnection<D>>>()
+  readonly #topics = new Map<string, Set<WebSocketConnection<D, M>>>()
   readonly #ws: WsServer
   readonly #heartbeatInterval: number
   readonly #maxConnections: number
@@ -52,9 +52,9 @@ export class WebSocketServer<D extends DataType = DataType> {
   /** Sockets of the handshakes past the limit check whose onConnection has not answered yet. */
   readonly #handshakes = new Set<Duplex>()
   /** Closed connections whose queue is still being delivered: they keep their slot and their bytes. */
-  readonly #closedHolding = new Set<WebSocketConnection<D>>()
+  readonly #closedHolding = new Set<WebSocketConnection<D, M>>()
   /** Connections whose onTerminate has not yet finished. */
-  readonly #unfinished = new Set<WebSocketConnection<D>>()
+  readonly #unfinished = new Set<WebSocketConnection<D, M>>()
   #whenFinished: (() => void) | undefined
   #terminating: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
@@ -65,7 +65,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   #held = 0
   readonly #maxHeld: number
   /** Connections paused because the server held more than maxBufferedBytes. */
-  readonly #pressed = new Set<WebSocketConnection<D>>()
+  readonly #pressed = new Set<WebSocketConnection<D, M>>()
   #pressure: NodeJS.Timeout | undefined
   /** The full route pattern (context prefix included) that names the server's cluster channels. */
   readonly #route: string
@@ -93,7 +93,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _onErrorFailed: ErrorSink
 
   /** @internal */
-  constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
+  constructor (options: ResolvedOptions<D, M>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
     this.#route = route
     this.#handler = options.handler
     this.#dataType = options.dataType
@@ -126,12 +126,12 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** The current connections (`Connected` or `Closing`): a new array on each read. */
-  get connections (): Array<WebSocketConnection<D>> {
+  get connections (): Array<WebSocketConnection<D, M>> {
     return Array.from(this.#connections)
   }
 
   get dataType (): D { return this.#dataType }
-  get handler (): WSSHandler<D> { return this.#handler }
+  get handler (): WSSHandler<D, M> { return this.#handler }
   /** The route pattern; `undefined` for the catch-all server. */
   get path (): string | undefined { return this.#path }
   /** `true` once `terminate()` was called or the app closed. */
@@ -143,7 +143,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * Returns the number of connections it was sent to.
    * @throws TypeError (`FST_WSS_NOT_SERIALIZABLE`) when JSON cannot encode the value.
    */
-  broadcast (message: unknown, options?: SendOptions<D>): number {
+  broadcast (message: M['send'], options?: SendOptions<D, M>): number {
     const framed = frame(encode(this.#dataType, message, this._serialize))
     this.#toCluster(undefined, framed)
     return this.#fanOut(this.#connections, framed, options?.except)
@@ -155,7 +155,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * subscribers costs nothing per connection.
    * @throws TypeError (`FST_WSS_INVALID_TOPIC`, `FST_WSS_NOT_SERIALIZABLE`).
    */
-  publish (topic: string, message: unknown, options?: SendOptions<D>): number {
+  publish (topic: string, message: M['send'], options?: SendOptions<D, M>): number {
     checkTopic(topic)
     const payload = encode(this.#dataType, message, this._serialize)
     const subscribers = this.#topics.get(topic)
@@ -165,7 +165,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     return subscribers === undefined ? 0 : this.#fanOut(subscribers, framed, options?.except)
   }
 
-  #fanOut (recipients: Iterable<WebSocketConnection<D>>, framed: Frame, except: WebSocketConnection<D> | number | undefined): number {
+  #fanOut (recipients: Iterable<WebSocketConnection<D, M>>, framed: Frame, except: WebSocketConnection<D, M> | number | undefined): number {
     let count = 0
     for (const connection of recipients) {
       if (connection === except || connection.id === except) continue
@@ -189,7 +189,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** @internal */
-  _subscribe (topic: string, connection: WebSocketConnection<D>): void {
+  _subscribe (topic: string, connection: WebSocketConnection<D, M>): void {
     const subscribers = this.#topics.get(topic)
     if (subscribers !== undefined) {
       subscribers.add(connection)
@@ -201,8 +201,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** @internal */
-  _unsubscribe (topic: string, connection: WebSocketConnection<D>): void {
-    const subscribers = this.#topics.get(topic) as Set<WebSocketConnection<D>>
+  _unsubscribe (topic: string, connection: WebSocketConnection<D, M>): void {
+    const subscribers = this.#topics.get(topic) as Set<WebSocketConnection<D, M>>
     subscribers.delete(connection)
     if (subscribers.size !== 0) return
     this.#topics.delete(topic)
@@ -299,7 +299,7 @@ export class WebSocketServer<D extends DataType = DataType> {
       return done(new WssOriginNotAllowedError(origin))
     }
     const connectionRequest = buildRequest(request)
-    let result: ConnectionHandler<D> | null | undefined | PromiseLike<ConnectionHandler<D> | null | undefined>
+    let result: ConnectionHandler<D, M> | null | undefined | PromiseLike<ConnectionHandler<D, M> | null | undefined>
     try {
       result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest, fastifyRequest: request })
     } catch (err) {
@@ -317,7 +317,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** The answer of onConnection: a connection handler upgrades the request, anything else refuses it. */
-  #upgrade (handler: ConnectionHandler<D> | null | undefined, request: FastifyRequest, reply: FastifyReply,
+  #upgrade (handler: ConnectionHandler<D, M> | null | undefined, request: FastifyRequest, reply: FastifyReply,
     socket: Duplex, head: Buffer, connectionRequest: ConnectionRequest, done: (error?: Error) => void): void {
     if (handler === null || handler === undefined) return done(new WssConnectionRefusedError())
     if (typeof handler.onMessage !== 'function') {
@@ -354,7 +354,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** A connection handler whose connection never opened still gets its onTerminate (1006), with a Closed connection. */
-  #neverOpened (handler: ConnectionHandler<D>, request: ConnectionRequest): void {
+  #neverOpened (handler: ConnectionHandler<D, M>, request: ConnectionRequest): void {
     const connection = WebSocketConnection._neverOpened(this, handler, request)
     connection._end({ type: 'terminate', code: 1006, reason: undefined })
   }
@@ -378,8 +378,8 @@ export class WebSocketServer<D extends DataType = DataType> {
     if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
   }
 
-  #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
-    const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
+  #accept (socket: WebSocket, handler: ConnectionHandler<D, M>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
+    const connection = new WebSocketConnection<D, M>(this, socket, handler, request, transport)
     this.#connections.add(connection)
     this.#unfinished.add(connection)
     // `await app.injectWS()` resumes after the client's 'open': what onOpen
@@ -389,19 +389,19 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** @internal A connection is Closed: it leaves `connections`. */
-  _remove (connection: WebSocketConnection<D>): void {
+  _remove (connection: WebSocketConnection<D, M>): void {
     this.#connections.delete(connection)
     this.#pressed.delete(connection)
   }
 
   /** @internal A closed connection keeps (`true`) or frees its slot of maxConnections while its queue is delivered. */
-  _holdSlot (connection: WebSocketConnection<D>, held: boolean): void {
+  _holdSlot (connection: WebSocketConnection<D, M>, held: boolean): void {
     if (held) this.#closedHolding.add(connection)
     else this.#closedHolding.delete(connection)
   }
 
   /** @internal A connection's onTerminate has finished. */
-  _finished (connection: WebSocketConnection<D>): void {
+  _finished (connection: WebSocketConnection<D, M>): void {
     if (this.#unfinished.delete(connection) && this.#unfinished.size === 0) this.#whenFinished?.()
   }
 
@@ -410,7 +410,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * buffer). Past maxBufferedBytes the connection stops being read, and a
    * check starts that drops the connections holding the most.
    */
-  _hold (delta: number, connection: WebSocketConnection<D>): void {
+  _hold (delta: number, connection: WebSocketConnection<D, M>): void {
     this.#held += delta
     if (delta <= 0 || this.#held <= this.#maxHeld || this.#state !== State.Open) return
     this.#press(connection)
@@ -418,7 +418,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /** Stops reading `connection` for the server budget (pausing twice for one reason does nothing more). */
-  #press (connection: WebSocketConnection<D>): void {
+  #press (connection: WebSocketConnection<D, M>): void {
     this.#pressed.add(connection)
     connection._inbound.pause(Pause.Server)
   }
@@ -475,7 +475,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * errors of user code at `error` with their stack; errors a client caused
    * at `warn`, without a stack, at most once per connection per second.
    */
-  _report (event: ServerErrorEvent<D>, connection?: WebSocketConnection<D>): void {
+  _report (event: ServerErrorEvent<D, M>, connection?: WebSocketConnection<D, M>): void {
     if (connection !== undefined) event.connection = connection
     const handler = this.#handler
     if (typeof handler.onError === 'function') {
@@ -499,7 +499,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 }
 
-function openLater (connection: WebSocketConnection<DataType>): void {
+function openLater (connection: WebSocketConnection<any, any>): void {
   connection._open()
 }
 

@@ -1,4 +1,5 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyRequest, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
+import type { MessageSchemas } from './schema.js'
 import type { DataType, MessageData } from './codec.js'
 import type { WssErrorEntry } from './errors.js'
 import type { WebSocketConnection } from './connection.js'
@@ -33,9 +34,50 @@ export interface OpenEvent {
   type: 'open'
 }
 
-export interface MessageEvent<D extends DataType = DataType> {
-  type: 'message'
+/**
+ * The types of a server's messages: `data`, what `onMessage` receives in
+ * `event.data`; `send`, what `send`, `broadcast` and `publish` take.
+ */
+export interface MessageTypes {
+  data: unknown
+  send: unknown
+}
+
+/** Bytes, which `send` sends as they are, whatever the schemas. */
+export type Bytes = ArrayBuffer | ArrayBufferView
+
+/**
+ * The message types of a server of `dataType` `D` with the schemas `S`
+ * (the `schema` option) under the type provider `P` (SPEC §10):
+ * `event.data` is the type of `schema.message`, `send` takes the type of
+ * `schema.send` (or bytes). Without schemas, the types of §4: a string, a
+ * Buffer, or `unknown` for `'object'`; `send` takes anything.
+ * @example
+ * const schema = { message: Type.Object({ text: Type.String() }) }
+ * class Chat implements WSSHandler<'object', TypesOf<'object', typeof schema, TypeBoxTypeProvider>> { ... }
+ */
+export type TypesOf<D extends DataType, S = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault> =
+  [D] extends ['object'] ? S extends { message: unknown } | { send: unknown } ? SchemaTypes<S, P> : PlainTypes<D> : PlainTypes<D>
+
+/** The message types of §4, without schemas. */
+export interface PlainTypes<D extends DataType> {
   data: MessageData<D>
+  send: unknown
+}
+
+/** The message types given by schemas under a type provider. */
+export interface SchemaTypes<S, P extends FastifyTypeProvider> {
+  data: S extends { message: infer T } ? Validated<P, T> : unknown
+  send: S extends { send: infer T } ? Serialized<P, T> | Bytes : unknown
+}
+
+/** What a type provider makes of a schema, for validation and for serialisation (as Fastify's own helpers). */
+type Validated<P extends FastifyTypeProvider, T> = (P & { schema: T })['validator']
+type Serialized<P extends FastifyTypeProvider, T> = (P & { schema: T })['serializer']
+
+export interface MessageEvent<D extends DataType = DataType, M extends MessageTypes = TypesOf<D>> {
+  type: 'message'
+  data: M['data']
   /** Whether the message came as binary frames (else text), whatever the dataType: to answer in kind. */
   binary: boolean
 }
@@ -60,8 +102,8 @@ export interface ErrorEvent {
 }
 
 /** The event of the server handler's `onError`; `connection` is set for a connection's error. */
-export interface ServerErrorEvent<D extends DataType = DataType> extends ErrorEvent {
-  connection?: WebSocketConnection<D>
+export interface ServerErrorEvent<D extends DataType = DataType, M extends MessageTypes = TypesOf<D>> extends ErrorEvent {
+  connection?: WebSocketConnection<D, M>
 }
 
 export interface DrainEvent {
@@ -73,33 +115,35 @@ type Awaitable<T> = T | PromiseLike<T>
 
 /**
  * The per-connection handler that `onConnection` returns. Its methods are
- * called as methods (`this` is the handler).
+ * called as methods (`this` is the handler). They are typed as function
+ * properties so that a handler written for one dataType or schema does not
+ * compile on a server of another.
  */
-export interface ConnectionHandler<D extends DataType = 'text'> {
+export interface ConnectionHandler<D extends DataType = 'text', M extends MessageTypes = TypesOf<D>> {
   /** Called for each message, in order, one at a time (the next waits for a returned Promise). */
-  onMessage (ws: WebSocketConnection<D>, event: MessageEvent<D>): Awaitable<unknown>
+  onMessage: (ws: WebSocketConnection<D, M>, event: MessageEvent<D, M>) => Awaitable<unknown>
   /** Called once the connection exists, before any `onMessage`. */
-  onOpen? (ws: WebSocketConnection<D>, event: OpenEvent): Awaitable<unknown>
+  onOpen?: (ws: WebSocketConnection<D, M>, event: OpenEvent) => Awaitable<unknown>
   /** Called exactly once, last, when the connection is closed. */
-  onTerminate? (ws: WebSocketConnection<D>, event: TerminateEvent): Awaitable<unknown>
+  onTerminate?: (ws: WebSocketConnection<D, M>, event: TerminateEvent) => Awaitable<unknown>
   /** Called with the errors of this connection. */
-  onError? (ws: WebSocketConnection<D>, event: ErrorEvent): Awaitable<unknown>
+  onError?: (ws: WebSocketConnection<D, M>, event: ErrorEvent) => Awaitable<unknown>
   /** Called when `bufferedAmount` falls back under half of `maxBackpressure`. */
-  onDrain? (ws: WebSocketConnection<D>, event: DrainEvent): Awaitable<unknown>
+  onDrain?: (ws: WebSocketConnection<D, M>, event: DrainEvent) => Awaitable<unknown>
 }
 
 /** The server handler given at registration. Its methods are called as methods. */
-export interface WSSHandler<D extends DataType = 'text'> {
+export interface WSSHandler<D extends DataType = 'text', M extends MessageTypes = TypesOf<D>> {
   /**
    * Called before the upgrade of each request on the path: return a
    * `ConnectionHandler` to accept, `null`/`undefined` to refuse with 403,
    * or throw an error with a `statusCode` to refuse with that status.
    */
-  onConnection (wss: WebSocketServer<D>, event: ConnectionEvent): Awaitable<ConnectionHandler<D> | null | undefined>
+  onConnection: (wss: WebSocketServer<D, M>, event: ConnectionEvent) => Awaitable<ConnectionHandler<D, M> | null | undefined>
   /** Called once, when the Fastify instance is ready. */
-  onOpen? (wss: WebSocketServer<D>, event: OpenEvent): Awaitable<unknown>
+  onOpen?: (wss: WebSocketServer<D, M>, event: OpenEvent) => Awaitable<unknown>
   /** Called once, after every connection has been terminated. */
-  onTerminate? (wss: WebSocketServer<D>, event: ServerTerminateEvent): Awaitable<unknown>
+  onTerminate?: (wss: WebSocketServer<D, M>, event: ServerTerminateEvent) => Awaitable<unknown>
   /** Called with the errors of the server, and of connections whose handler has no `onError`. */
-  onError? (wss: WebSocketServer<D>, event: ServerErrorEvent<D>): Awaitable<unknown>
+  onError?: (wss: WebSocketServer<D, M>, event: ServerErrorEvent<D, M>) => Awaitable<unknown>
 }
