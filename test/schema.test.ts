@@ -130,6 +130,33 @@ t.test("schema.message is compiled with the app's Ajv: its plugins (ajv-formats)
   t.match(errors[1].message, '/seats must pass "even" keyword validation')
 })
 
+t.test('registered in a child context, the schemas are compiled in that context: its shared schemas apply', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const received: unknown[] = []
+  const errors: WssErrorEntry[] = []
+  await app.register(async (child) => {
+    child.addSchema({ $id: 'point', type: 'object', properties: { x: { type: 'number' } }, required: ['x'] })
+    await child.register(wssPlugin, {
+      path: '/s',
+      dataType: 'object',
+      schema: { message: { $ref: 'point#' } },
+      handler: {
+        onConnection: () => ({
+          onMessage (_ws, event) { received.push(event.data) },
+          onError (_ws, event) { errors.push(...event.errors) }
+        })
+      }
+    })
+  })
+  const client = await connect(t, `${await listen(app)}/s`)
+  client.send('{"y":1}')
+  client.send('{"x":1}')
+  await until(() => received.length === 1 && errors.length === 1, 'one message and one report')
+  t.same(received, [{ x: 1 }])
+  t.match(errors[0].message, "must have required property 'x'")
+})
+
 t.test("with invalidMessage: 'close', a message that does not match is reported, then the connection is closed with 1008", async (t) => {
   const { base, received, errors } = await serve(t, { schema: { message: chatMessage }, invalidMessage: 'close' })
   const client = await connect(t, base)
