@@ -5,11 +5,17 @@
 import { readFile } from 'node:fs/promises'
 import Fastify from 'fastify'
 import wssPlugin from 'fastify-wss'
-import { ChatServer } from './handlers.js'
+import { ChatServer, schema } from './handlers.js'
 
 const page = await readFile(new URL('index.html', import.meta.url))
-// requestTimeout: a client that sends its headers slowly is dropped after 10 s
-const app = Fastify({ logger: true, requestTimeout: 10_000 })
+// requestTimeout: a client that sends its headers slowly is dropped after 10 s.
+// The Ajv options apply to the chat's schema too: a failure names the branch
+// of the `type` union that was meant, and a number is not taken for a string.
+const app = Fastify({
+  logger: true,
+  requestTimeout: 10_000,
+  ajv: { customOptions: { discriminator: true, coerceTypes: false } }
+})
 
 // With REDIS_URL, several chat servers share their rooms through Redis (ioredis needed then only).
 const adapter = process.env.REDIS_URL
@@ -20,6 +26,7 @@ await app.register(wssPlugin, {
   handler: new ChatServer(app.log),
   path: '/chat',
   dataType: 'object',
+  schema,
   maxPayload: 4096,
   // a person types a few messages a second; a script that sends more is paced
   rateLimit: { max: 20, timeWindow: 1000 },
