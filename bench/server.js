@@ -10,6 +10,21 @@ import { setImmediate as tick } from 'node:timers/promises'
 const [variant, dataType = 'text'] = process.argv.slice(2)
 const host = '127.0.0.1'
 
+// BENCH_SCHEMA=1: fastify-wss validates each message and serialises each reply
+// with the schemas of the bench's object ({ id, user, text, tags, n }).
+const item = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    user: { type: 'string', maxLength: 64 },
+    text: { type: 'string', maxLength: 1000 },
+    tags: { type: 'array', items: { type: 'string' }, maxItems: 16 },
+    n: { type: 'number' }
+  },
+  required: ['id', 'user', 'text']
+}
+const schema = process.env.BENCH_SCHEMA === '1' ? { message: item, send: item } : undefined
+
 /** Every variant does the same work: a message arrives as a string (or a parsed value) and is sent back. */
 const variants = {
   async 'fastify-wss' () {
@@ -22,6 +37,7 @@ const variants = {
     await app.register(wssPlugin, {
       path: '/',
       dataType,
+      schema,
       handler: { onConnection: () => new Echo() }
     })
     await app.listen({ port: 0, host })
