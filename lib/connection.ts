@@ -15,7 +15,7 @@ import {
   toError
 } from './errors.js'
 import type { WebSocketServer } from './server.js'
-import type { ConnectionHandler, ConnectionRequest, ErrorEvent, MessageTypes, TerminateEvent, TypesOf } from './types.js'
+import type { ConnectionHandler, ConnectionRequest, ErrorEvent, MessageTypes, RequestOf, TerminateEvent, TypesOf } from './types.js'
 
 /** `'Connected'` → `'Closing'` → `'Closed'`. */
 export type ConnectionStatus = 'Connected' | 'Closing' | 'Closed'
@@ -145,7 +145,7 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
   /** The connection handler `onConnection` returned. */
   get handler (): ConnectionHandler<D, M> { return this.#handler }
   /** The request the connection was opened with. */
-  get request (): ConnectionRequest { return this.#request }
+  get request (): RequestOf<M> { return this.#request as RequestOf<M> }
 
   get status (): ConnectionStatus {
     const state = this.#socket.readyState

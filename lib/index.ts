@@ -204,6 +204,8 @@ export type {
   TypesOf,
   PlainTypes,
   SchemaTypes,
+  RouteTypes,
+  RequestOf,
   OpenEvent,
   ServerErrorEvent,
   ServerTerminateEvent,
@@ -229,9 +231,9 @@ declare module 'fastify' {
     TypeProviderDefault extends FastifyTypeProvider = FastifyTypeProvider,
     LoggerDefault extends FastifyBaseLogger = FastifyBaseLogger
   > {
-    <const D extends DataType = 'text', const S extends MessageSchemas = {}>(
+    <const D extends DataType = 'text', const S extends MessageSchemas = {}, const R extends FastifySchema = FastifySchema>(
       plugin: WssPlugin,
-      opts: WssPluginOptions<D, S, ProviderOf<T>> & RegisterOptions
+      opts: WssPluginOptions<D, S, ProviderOf<T>, R> & RegisterOptions
     ): T
   }
   /* eslint-enable @typescript-eslint/no-unused-vars */

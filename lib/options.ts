@@ -1,5 +1,5 @@
 import { getHeapStatistics } from 'node:v8'
-import type { FastifyTypeProvider, FastifyTypeProviderDefault, RouteShorthandOptions } from 'fastify'
+import type { FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RouteShorthandOptions } from 'fastify'
 import type { PerMessageDeflateOptions } from 'ws'
 import type { WssAdapter } from './adapter.js'
 import { dataTypes, type DataType } from './codec.js'
@@ -16,10 +16,10 @@ export type AllowedOrigins = string | RegExp | ReadonlyArray<string | RegExp> | 
  * `P` the app's type provider: together they type the handler's messages
  * (see {@link TypesOf}).
  */
-export type WssPluginOptions<D extends DataType = DataType, S extends MessageSchemas = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault> =
-  WssCommonOptions<S> & DataTypeOption<D> & {
+export type WssPluginOptions<D extends DataType = DataType, S extends MessageSchemas = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault, R extends FastifySchema = FastifySchema> =
+  WssCommonOptions<S, R> & DataTypeOption<D> & {
     /** The server handler: an object with an `onConnection` method. */
-    handler: WSSHandler<D, TypesOf<D, S, P>>
+    handler: WSSHandler<D, TypesOf<D, S, P, R>>
   }
 
 /** `dataType` may be left out for `'text'` only: a handler written for another must say so. */
@@ -28,7 +28,7 @@ type DataTypeOption<D extends DataType> = D extends 'text'
   : { /** `'text'` (default), `'blob'` or `'object'`. */ dataType: D }
 
 /** The options of the plugin but `handler` and `dataType`. */
-export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas> {
+export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas, R extends FastifySchema = FastifySchema> {
   /** A Fastify route pattern (`/chat`, `/rooms/:room`); absent: every upgrade no other route takes. */
   path?: string
   /** Largest message in bytes; a larger one closes the connection with 1009. Default 1 MiB. */
@@ -79,7 +79,7 @@ export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas> {
    * `config` (`config.rateLimit` of `@fastify/rate-limit`), route hooks,
    * `constraints`, `logLevel`... The plugin owns `method`, `url`, `handler`.
    */
-  route?: WssRouteOptions
+  route?: WssRouteOptions<R>
   /**
    * JSON Schemas of the messages, under `dataType: 'object'`: `message`
    * validates what arrives (errCode 301 when it does not match), `send`
@@ -96,7 +96,7 @@ export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas> {
 }
 
 /** The route options the plugin takes: those of any Fastify route but the ones it owns. */
-export type WssRouteOptions = Omit<RouteShorthandOptions, 'websocket'> & Record<string, unknown>
+export type WssRouteOptions<R extends FastifySchema = FastifySchema> = Omit<RouteShorthandOptions, 'websocket' | 'schema'> & { schema?: R } & Record<string, unknown>
 
 /** The route options the plugin sets itself. */
 const ownedRouteKeys = ['method', 'url', 'path', 'handler', 'websocket', 'wsHandler', 'exposeHeadRoute'] as const

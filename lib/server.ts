@@ -21,7 +21,7 @@ import {
 } from './errors.js'
 import type { RateLimit, ResolvedOptions } from './options.js'
 import type { Check, Serialize } from './schema.js'
-import type { ConnectionHandler, ConnectionRequest, MessageTypes, ServerErrorEvent, TypesOf, WSSHandler } from './types.js'
+import type { ConnectionHandler, ConnectionRequest, MessageTypes, RequestOf, ServerErrorEvent, TypesOf, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
 /** Options of `broadcast` and `publish`. */
@@ -301,7 +301,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
     const connectionRequest = buildRequest(request)
     let result: ConnectionHandler<D, M> | null | undefined | PromiseLike<ConnectionHandler<D, M> | null | undefined>
     try {
-      result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest, fastifyRequest: request })
+      result = this.#handler.onConnection(this, { type: 'connection', request: connectionRequest as RequestOf<M>, fastifyRequest: request })
     } catch (err) {
       return done(this.#refusal(err, reply))
     }

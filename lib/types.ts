@@ -1,4 +1,4 @@
-import type { FastifyRequest, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
+import type { FastifyRequest, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
 import type { MessageSchemas } from './schema.js'
 import type { DataType, MessageData } from './codec.js'
 import type { WssErrorEntry } from './errors.js'
@@ -6,22 +6,28 @@ import type { WebSocketConnection } from './connection.js'
 import type { WebSocketServer } from './server.js'
 
 /** The request an upgrade was made with, as `onConnection` and `ws.request` see it. */
-export interface ConnectionRequest {
+export interface ConnectionRequest<Params = Record<string, string>, Query = Record<string, string | string[]>> {
   /** Every request header, lower-cased; a header sent several times is an array, in order. */
   headers: Record<string, string | string[]>
-  /** The parsed query string; a repeated key is an array. */
-  query: Record<string, string | string[]>
+  /** The parsed query string; a repeated key is an array. Typed by `route.schema.querystring` under a type provider. */
+  query: Query
   /** The request target exactly as in the request line, e.g. `/status?name=ryan`. */
   url: string
   /** The client IP, as Fastify's `request.ip` gives it (so `trustProxy` is honoured). */
   remoteAddress: string
-  /** The route parameters of `path`. */
-  params: Record<string, string>
+  /** The route parameters of `path`. Typed by `route.schema.params` under a type provider. */
+  params: Params
 }
 
-export interface ConnectionEvent {
+/** The request of a server's connections: its params and query typed by the route schema, when there is one. */
+export type RequestOf<M> = ConnectionRequest<
+  M extends { params: infer P } ? P : Record<string, string>,
+  M extends { query: infer Q } ? Q : Record<string, string | string[]>
+>
+
+export interface ConnectionEvent<M extends MessageTypes = MessageTypes> {
   type: 'connection'
-  request: ConnectionRequest
+  request: RequestOf<M>
   /**
    * The Fastify request of the upgrade, with what the app's hooks and
    * plugins put on it (`request.user`, `request.session`, `request.log`).
@@ -48,7 +54,8 @@ export type Bytes = ArrayBuffer | ArrayBufferView
 
 /**
  * The message types of a server of `dataType` `D` with the schemas `S`
- * (the `schema` option) under the type provider `P` (SPEC §10):
+ * (the `schema` option) under the type provider `P` (SPEC §10), and the
+ * route schema `R` (`route.schema`, typing `request.params` and `request.query`):
  * `event.data` is the type of `schema.message`, `send` takes the type of
  * `schema.send` (or bytes). Without schemas, the types of §4: a string, a
  * Buffer, or `unknown` for `'object'`; `send` takes anything.
@@ -56,8 +63,17 @@ export type Bytes = ArrayBuffer | ArrayBufferView
  * const schema = { message: Type.Object({ text: Type.String() }) }
  * class Chat implements WSSHandler<'object', TypesOf<'object', typeof schema, TypeBoxTypeProvider>> { ... }
  */
-export type TypesOf<D extends DataType, S = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault> =
+export type TypesOf<D extends DataType, S = MessageSchemas, P extends FastifyTypeProvider = FastifyTypeProviderDefault, R = FastifySchema> =
+  R extends { params: unknown } | { querystring: unknown } ? MessagePart<D, S, P> & RouteTypes<R, P> : MessagePart<D, S, P>
+
+type MessagePart<D extends DataType, S, P extends FastifyTypeProvider> =
   [D] extends ['object'] ? S extends { message: unknown } | { send: unknown } ? SchemaTypes<S, P> : PlainTypes<D> : PlainTypes<D>
+
+/** The types of `request.params` and `request.query`, from the `route` option's schema under a type provider. */
+export interface RouteTypes<R, P extends FastifyTypeProvider> {
+  params: R extends { params: infer T } ? Validated<P, T> : Record<string, string>
+  query: R extends { querystring: infer T } ? Validated<P, T> : Record<string, string | string[]>
+}
 
 /** The message types of §4, without schemas. */
 export interface PlainTypes<D extends DataType> {
@@ -139,7 +155,7 @@ export interface WSSHandler<D extends DataType = 'text', M extends MessageTypes 
    * `ConnectionHandler` to accept, `null`/`undefined` to refuse with 403,
    * or throw an error with a `statusCode` to refuse with that status.
    */
-  onConnection: (wss: WebSocketServer<D, M>, event: ConnectionEvent) => Awaitable<ConnectionHandler<D, M> | null | undefined>
+  onConnection: (wss: WebSocketServer<D, M>, event: ConnectionEvent<M>) => Awaitable<ConnectionHandler<D, M> | null | undefined>
   /** Called once, when the Fastify instance is ready. */
   onOpen?: (wss: WebSocketServer<D, M>, event: OpenEvent) => Awaitable<unknown>
   /** Called once, after every connection has been terminated. */

@@ -176,6 +176,35 @@ describe('handler classes are checked against the options they are registered wi
   })
 })
 
+describe('the route schema types the request', () => {
+  test('TypeBox params and querystring type event.request and ws.request', () => {
+    app.withTypeProvider<TypeBoxTypeProvider>().register(wssPlugin, {
+      path: '/rooms/:room',
+      route: { schema: { params: Type.Object({ room: Type.String() }), querystring: Type.Object({ since: Type.Optional(Type.Integer()) }) } },
+      handler: {
+        onConnection (_wss, event) {
+          expect(event.request.params).type.toBe<{ room: string }>()
+          expect(event.request.query).type.toBe<{ since?: number }>()
+          return { onMessage (ws) { expect(ws.request.params.room).type.toBe<string>() } }
+        }
+      }
+    })
+  })
+
+  test('without a route schema, params and query are records of strings', () => {
+    app.register(wssPlugin, {
+      path: '/rooms/:room',
+      handler: {
+        onConnection (_wss, event) {
+          expect(event.request.params).type.toBe<Record<string, string>>()
+          expect(event.request.query).type.toBe<Record<string, string | string[]>>()
+          return null
+        }
+      }
+    })
+  })
+})
+
 describe('fastify.wss', () => {
   test('is the server of any dataType: its broadcast takes any message', () => {
     expect(app.wss.broadcast).type.toBeCallableWith({ any: 'thing' })
