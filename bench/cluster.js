@@ -1,7 +1,8 @@
 // Cluster benchmark: publish latency and deliveries/s of `wss.publish`,
 // three nodes over Redis against one node in memory.
-//   npm run bench:cluster        (builds, then runs this file)
+//   npm run build && node bench/cluster.js
 //   CLIENTS=60 SECONDS=4 REDIS_URL=redis://... node bench/cluster.js
+// (`npm run bench:cluster` runs bench/scale.js: three nodes beside socket.io.)
 // Without REDIS_URL it starts its own redis-server (from the PATH) on a free port.
 //
 // Each node is a child process (`node bench/cluster.js node [redisUrl]`) with
