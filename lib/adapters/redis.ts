@@ -72,6 +72,9 @@ interface Links {
  * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
+ * With `durable: { maxLen }`, Redis Streams carry the messages instead:
+ * exactly once per connection through outages (see {@link RedisDurableOptions}).
+ *
  * `ioredis` (5.x or 6.x) is an optional peer dependency, needed only by this module.
  * @example
  * import Fastify from 'fastify'
@@ -87,6 +90,9 @@ interface Links {
  * // from an ioredis client of your own, which stays yours to close
  * const redis = new Redis({ host: 'redis.internal', password })
  * const adapter = redisAdapter({ client: redis, channelPrefix: 'my-app:' })
+ * @example
+ * // durable delivery: each stream keeps about 10,000 messages
+ * const adapter = redisAdapter({ url, durable: { maxLen: 10_000 } })
  */
 export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
   const { url, client, channelPrefix = 'fastify-wss:', durable } = options ?? {}
