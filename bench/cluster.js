@@ -1,11 +1,12 @@
 // Cluster benchmark: publish latency and deliveries/s of `wss.publish`,
-// three nodes over Redis against one node in memory.
+// three nodes over Redis (Pub/Sub, and Streams with `durable`) against one
+// node in memory.
 //   npm run build && node bench/cluster.js
 //   CLIENTS=60 SECONDS=4 REDIS_URL=redis://... node bench/cluster.js
 // (`npm run bench:cluster` runs bench/scale.js: three nodes beside socket.io.)
 // Without REDIS_URL it starts its own redis-server (from the PATH) on a free port.
 //
-// Each node is a child process (`node bench/cluster.js node [redisUrl]`) with
+// Each node is a child process (`node bench/cluster.js node [redisUrl [durable]]`) with
 // fastify-wss; every client connection subscribes to the topic 'bench'. The
 // clients live in this process, spread evenly over the nodes. Node A stamps
 // each message with process.hrtime (CLOCK_MONOTONIC, shared by the processes
@@ -18,16 +19,16 @@ import { createServer } from 'node:net'
 import { cpus } from 'node:os'
 
 const role = process.argv[2]
-if (role === 'node') await runNode(process.argv[3])
+if (role === 'node') await runNode(process.argv[3], process.argv[4] === 'durable')
 else await main()
 
 /** A node: Fastify + fastify-wss (+ the Redis adapter), driven over IPC. */
-async function runNode (redisUrl) {
+async function runNode (redisUrl, durable) {
   const { default: Fastify } = await import('fastify')
   const { wssPlugin } = await import('fastify-wss')
   const adapter = redisUrl === undefined
     ? undefined
-    : (await import('fastify-wss/redis')).redisAdapter({ url: redisUrl })
+    : (await import('fastify-wss/redis')).redisAdapter({ url: redisUrl, durable: durable ? { maxLen: 10_000 } : undefined })
   const app = Fastify()
   await app.register(wssPlugin, {
     path: '/',
@@ -80,7 +81,8 @@ async function main () {
   const results = []
   for (const setup of [
     { name: 'one node, in memory', nodes: 1, redis: false },
-    { name: 'three nodes over Redis', nodes: 3, redis: true }
+    { name: 'three nodes over Redis', nodes: 3, redis: true },
+    { name: 'three nodes over Redis Streams (durable)', nodes: 3, redis: true, durable: true }
   ]) {
     results.push({ setup: setup.name, ...await measure(setup) })
   }
@@ -93,10 +95,10 @@ async function main () {
     console.log(`| ${r.setup} | ${r.clients} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${Math.round(r.rate).toLocaleString('en-US')} | ${ms(r.loaded.p50)} / ${ms(r.loaded.p99)} |`)
   }
 
-  async function measure ({ nodes: count, redis }) {
+  async function measure ({ nodes: count, redis, durable }) {
     const nodes = []
     for (let i = 0; i < count; i++) {
-      const child = fork(new URL(import.meta.url), redis ? ['node', redisUrl] : ['node'])
+      const child = fork(new URL(import.meta.url), redis ? ['node', redisUrl, durable ? 'durable' : 'pubsub'] : ['node'])
       const [{ port }] = await once(child, 'message')
       nodes.push({ child, port })
     }
@@ -105,6 +107,7 @@ async function main () {
     let arrivals = 0
     let latencies = []
     let onArrival
+    const reached = new Set()
     for (const { port } of nodes) {
       for (let i = 0; i < perNode; i++) {
         const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false })
@@ -115,20 +118,27 @@ async function main () {
           const stamp = BigInt(text.slice(space + 1, text.indexOf(' ', space + 1)))
           latencies.push(Number(now - stamp) / 1e6)
           arrivals++
+          reached.add(ws)
           onArrival?.()
         })
         await once(ws, 'open')
         clients.push(ws)
       }
     }
-    if (redis) {
-      while (Number((await admin.pubsub('NUMSUB', 'fastify-wss:topic:bench'))[1]) !== count) {
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    }
     const total = clients.length
     const publisher = nodes[0].child
     let seq = 0
+    if (redis) {
+      // every node reads the topic once a message of node A reaches all clients; then the stragglers arrive
+      while (reached.size !== total) {
+        publisher.send({ cmd: 'publish', from: seq++, count: 1 })
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      for (let before = -1; before !== arrivals;) {
+        before = arrivals
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
     /** Publishes `batch` messages from node A and waits until every client has all of them. */
     const round = async (batch) => {
       const expected = arrivals + batch * total

@@ -28,10 +28,11 @@ export interface AdapterNode {
   deliver (message: ClusterMessage): void
   /**
    * Reports to the server handler's onError: a failure of the adapter
-   * (errCode 500, the default), or the end of an outage during which
-   * messages could not be sent to the other nodes (errCode 501).
+   * (errCode 500, the default), the end of an outage during which messages
+   * could not be sent to the other nodes (errCode 501), messages of other
+   * nodes missed (errCode 502) or messages of this node dropped (errCode 503).
    */
-  fail (error: unknown, errCode?: 500 | 501): void
+  fail (error: unknown, errCode?: 500 | 501 | 502 | 503): void
 }
 
 /** A cluster adapter. Every method may be called before `open` has settled. */

@@ -45,7 +45,11 @@ export const ErrCode = {
   /** The cluster adapter failed (publish, subscribe, or a connection to Redis went down: once per outage). */
   ADAPTER_FAILED: 500,
   /** An outage of the cluster adapter ended; the message says how many messages could not be sent to the other nodes. */
-  ADAPTER_MESSAGES_NOT_SENT: 501
+  ADAPTER_MESSAGES_NOT_SENT: 501,
+  /** Durable delivery: a node fell more than `maxLen` messages behind on a stream; the message says how many it did not deliver. It goes on from the newest. */
+  ADAPTER_MESSAGES_MISSED: 502,
+  /** Durable delivery: more than `maxBuffered` messages waited for Redis and the oldest are dropped (once per outage), or the adapter closed with messages waiting. */
+  ADAPTER_MESSAGES_DROPPED: 503
 } as const
 
 export type ErrCodeValue = typeof ErrCode[keyof typeof ErrCode]

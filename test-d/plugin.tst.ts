@@ -25,7 +25,7 @@ import wssPlugin, {
   type WssPlugin,
   type WssPluginOptions
 } from 'fastify-wss'
-import { redisAdapter } from 'fastify-wss/redis'
+import { redisAdapter, type RedisDurableOptions } from 'fastify-wss/redis'
 
 const app = Fastify()
 
@@ -165,6 +165,14 @@ describe('registration', () => {
   test('the adapter option takes a Redis adapter from fastify-wss/redis', () => {
     expect(app.register(wssPlugin, { handler: echo, adapter: redisAdapter({ url: 'redis://127.0.0.1:6379' }) })).type.not.toRaiseError()
     expect(app.register(wssPlugin, { handler: echo, adapter: { url: 'redis://127.0.0.1:6379' } })).type.toRaiseError()
+  })
+
+  test('durable delivery takes maxLen, and maxBuffered optionally', () => {
+    expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: { maxLen: 10_000 } })).type.not.toRaiseError()
+    expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: { maxLen: 10_000, maxBuffered: 0 } })).type.not.toRaiseError()
+    expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: {} })).type.toRaiseError("Property 'maxLen' is missing")
+    expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: { maxLen: '10' } })).type.toRaiseError()
+    expect<RedisDurableOptions>().type.toBe<{ maxLen: number, maxBuffered?: number }>()
   })
 
   test('a handler is required and needs onConnection', () => {

@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
 import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { StreamsAdapter, durableSettings, type RedisDurableOptions } from './redis-streams.js'
+
+export type { RedisDurableOptions } from './redis-streams.js'
 
 /** Options of {@link redisAdapter}: a `url` or a `client`. */
 export interface RedisAdapterOptions {
@@ -18,6 +21,15 @@ export interface RedisAdapterOptions {
    * name, so that the servers of one app never share messages.
    */
   channelPrefix?: string
+  /**
+   * Durable delivery: carry messages over Redis Streams instead of Pub/Sub,
+   * exactly once per connection and in order per publishing node, through
+   * lost connections and a Redis restart that keeps its data (AOF). The
+   * streams are named like the channels. Needs Redis 7 or later.
+   * @example
+   * redisAdapter({ url, durable: { maxLen: 10_000 } })
+   */
+  durable?: RedisDurableOptions
 }
 
 /** Length of the node id that starts every message: a node ignores its own messages. */
@@ -60,6 +72,9 @@ interface Links {
  * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
+ * With `durable: { maxLen }`, Redis Streams carry the messages instead:
+ * exactly once per connection through outages (see {@link RedisDurableOptions}).
+ *
  * `ioredis` (5.x or 6.x) is an optional peer dependency, needed only by this module.
  * @example
  * import Fastify from 'fastify'
@@ -75,15 +90,22 @@ interface Links {
  * // from an ioredis client of your own, which stays yours to close
  * const redis = new Redis({ host: 'redis.internal', password })
  * const adapter = redisAdapter({ client: redis, channelPrefix: 'my-app:' })
+ * @example
+ * // durable delivery: each stream keeps about 10,000 messages
+ * const adapter = redisAdapter({ url, durable: { maxLen: 10_000 } })
  */
 export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
-  const { url, client, channelPrefix = 'fastify-wss:' } = options ?? {}
+  const { url, client, channelPrefix = 'fastify-wss:', durable } = options ?? {}
   if ((url === undefined) === (client === undefined)) {
     throw new WssInvalidOptionError('redisAdapter', 'needs either a "url" or a "client"')
   }
   const connect = client === undefined
     ? (extra: RedisOptions) => new Redis(url as string, extra)
     : (extra: RedisOptions) => client.duplicate(extra)
+  if (durable !== undefined) {
+    const settings = durableSettings(durable, (options as { cluster?: unknown }).cluster)
+    return new StreamsAdapter(connect, (route) => `${channelPrefix}${channelRoute(route)}#`, settings)
+  }
   return new RedisAdapter(connect, channelPrefix)
 }
 

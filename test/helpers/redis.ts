@@ -47,22 +47,28 @@ async function answersPing (port: number): Promise<boolean> {
 }
 
 /**
- * A throwaway redis-server on a loopback port, without persistence. It can be
- * stopped (killed, as in a crash) and started again on the same port.
+ * A throwaway redis-server on a loopback port, without persistence unless
+ * `args` turn it on. It can be stopped (killed, as in a crash) and started
+ * again on the same port.
  */
 export class RedisServer {
   readonly port: number
   readonly #bin: string
+  readonly #args: string[]
   #child: ChildProcess | undefined
 
-  private constructor (bin: string, port: number) {
+  private constructor (bin: string, port: number, args: string[]) {
     this.#bin = bin
     this.port = port
+    this.#args = args
   }
 
-  /** Starts a server on a free port and waits until it answers PING. */
-  static async start (bin: string): Promise<RedisServer> {
-    const server = new RedisServer(bin, await freePort())
+  /**
+   * Starts a server on a free port and waits until it answers PING. `args`
+   * follow the defaults and win over them (`--appendonly yes --dir ...`).
+   */
+  static async start (bin: string, args: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(bin, await freePort(), args)
     await server.restart()
     return server
   }
@@ -78,7 +84,7 @@ export class RedisServer {
 
   /** Starts the server again on its port (after `stop`) and waits until it answers PING. */
   async restart (): Promise<void> {
-    const child = spawn(this.#bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const child = spawn(this.#bin, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.#args], {
       stdio: ['ignore', 'ignore', 'inherit']
     })
     this.#child = child
