@@ -171,7 +171,9 @@ export class WebSocketConnection<D extends DataType = DataType> {
     // What a peer's messages make the server write counts in its share of the turn.
     const length = typeof data === 'string' ? data.length : data.byteLength
     if (length >= COUNTED_FROM) this.#share(0, length)
-    return this.#checkBackpressure()
+    const sent = this.#checkBackpressure()
+    if (sent) this.#wss._meter.sent(data)
+    return sent
   }
 
   /** @internal Writes a frame made once for many sockets (broadcast, publish). */
@@ -196,6 +198,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (buffered > max) {
       this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
         'fastify-wss: dropping a connection whose peer reads too slowly')
+      this.#wss._meter.dropped++
       this.#count(0)
       this.#socket.terminate()
       return false
@@ -344,6 +347,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
+    this.#wss._meter.received(data)
     if (this.#discarding) return
     this.#share(1, data.length)
     const limit = this.#wss._rateLimit
@@ -387,11 +391,13 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (limit.action === 'close') {
       if (this.#rateCount === limit.max) return true
       if (this.#rateCount === limit.max + 1) {
+        this.#wss._meter.rateLimited++
         this._fail(ErrCode.RATE_LIMITED, new WssRateLimitedError(limit.max, limit.timeWindow))
         this._goAway(1008)
       }
       return false
     }
+    if (this.#rateCount === limit.max) this.#wss._meter.rateLimited++
     this._inbound.pause(Pause.Rate)
     clearTimeout(this.#rateTimer)
     this.#rateTimer = setTimeout(onRateWindow, this.#rateWindowEnd - now, this)
@@ -438,6 +444,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal The socket has closed (ws's 'close'). */
   _closed (code: number, reason: Buffer): void {
+    this.#wss._meter.closed(code)
     this.#closeEvent = { type: 'terminate', code, reason: reason.length === 0 ? undefined : reason.toString() }
     if (this.#topics !== undefined) {
       for (const topic of this.#topics) this.#wss._unsubscribe(topic, this)
@@ -543,6 +550,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal An error of this connection: to its handler's onError, else to the server's. */
   _fail (errCode: number, error: unknown): void {
+    this.#wss._meter.error(errCode)
     const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, toError(error))] }
     const handler = this.#handler
     if (typeof handler.onError === 'function') {

@@ -42,6 +42,11 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
       if (socket === undefined) return done()
       server._admit(request, reply, socket, upgrades.head(request.raw), done)
     }],
+    // An upgrade answered over HTTP instead of 101, whatever refused it: a hook, a schema, the server.
+    onSend: [...hooks(route.onSend), function refused (request, reply, payload, done) {
+      if (upgrades.socket(request.raw) !== undefined) server._refused(reply.statusCode)
+      done(null, payload)
+    }],
     // A plain GET on the path is not a WebSocket: the app's 404.
     handler (_request: FastifyRequest, reply: FastifyReply) {
       reply.callNotFound()
@@ -131,6 +136,7 @@ export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
 export { defaults, type WssPluginOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
 export type { DataType, MessageData } from './codec.js'
+export type { WssStats } from './stats.js'
 export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {
   ErrCode,

@@ -20,6 +20,7 @@ import {
   type ErrorSink
 } from './errors.js'
 import type { RateLimit, ResolvedOptions } from './options.js'
+import { Meter, type WssStats } from './stats.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
@@ -84,6 +85,8 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly _json: JsonRules
   /** @internal Where a throw inside an onError callback goes: the log, and no further. */
   readonly _onErrorFailed: ErrorSink
+  /** @internal The counters of `stats()`. */
+  readonly _meter = new Meter()
 
   /** @internal */
   constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
@@ -130,6 +133,16 @@ export class WebSocketServer<D extends DataType = DataType> {
   get terminated (): boolean { return this.#state >= State.Terminating }
 
   /**
+   * The counters of the server since it was registered, as a fresh plain
+   * object: connections open now, upgrades accepted and refused (by HTTP
+   * status), connections closed (by close code), messages and payload bytes
+   * in and out, slow readers dropped, rate limits reached, errors (by errCode).
+   */
+  stats (): WssStats {
+    return this._meter.snapshot(this.#connections.size)
+  }
+
+  /**
    * Sends `message` to every `Connected` connection but `except` (a
    * connection or an id). The message is encoded and framed once for all.
    * Returns the number of connections it was sent to.
@@ -163,6 +176,7 @@ export class WebSocketServer<D extends DataType = DataType> {
       if (connection === except || connection.id === except) continue
       if (connection._writeFrame(framed)) count++
     }
+    this._meter.fannedOut(framed.payload.length, count)
     return count
   }
 
@@ -368,11 +382,13 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   #serverError (errCode: number, error: Error): void {
     if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
+    else this._meter.error(errCode)
   }
 
   #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
     const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
     this.#connections.add(connection)
+    this._meter.accepted++
     this.#unfinished.add(connection)
     // `await app.injectWS()` resumes after the client's 'open': what onOpen
     // sends must wait until the test had its turn to listen for it.
@@ -459,7 +475,13 @@ export class WebSocketServer<D extends DataType = DataType> {
 
   /** @internal An error of the server itself. */
   _fail (errCode: number, error: unknown): void {
+    this._meter.error(errCode)
     this._report({ type: 'error', errors: [errorEntry(errCode, toError(error))] })
+  }
+
+  /** @internal An upgrade request on the route was answered with `status` instead of 101. */
+  _refused (status: number): void {
+    this._meter.refused(status)
   }
 
   /**

@@ -6,7 +6,8 @@ import type {
   TerminateOptions,
   WebSocketConnection,
   WebSocketServer,
-  WSSHandler
+  WSSHandler,
+  WssStats
 } from 'fastify-wss'
 
 declare const ws: WebSocketConnection<'text'>
@@ -69,6 +70,26 @@ describe('WebSocketServer', () => {
     expect(wss.terminated).type.toBe<boolean>()
   })
 
+  test('stats() returns the counters as plain numbers, the keyed ones as records of numbers', () => {
+    expect(wss.stats()).type.toBe<WssStats>()
+    expect(wss.stats).type.not.toBeCallableWith({})
+    expect<WssStats>().type.toBe<{
+      connections: number
+      accepted: number
+      refused: Record<number, number>
+      closed: Record<number, number>
+      messagesIn: number
+      messagesOut: number
+      bytesIn: number
+      bytesOut: number
+      dropped: number
+      rateLimited: number
+      errors: Record<number, number>
+    }>()
+    expect(wss.stats().refused[503]).type.toBe<number>()
+    expect(wss.stats().errors[300]).type.toBe<number>()
+  })
+
   test('its properties are read-only', () => {
     expect(wss.connections = []).type.toRaiseError("Cannot assign to 'connections' because it is a read-only property")
     expect(wss.path = '/x').type.toRaiseError("Cannot assign to 'path' because it is a read-only property")
@@ -78,6 +99,7 @@ describe('WebSocketServer', () => {
 
   test('internal members are not part of the declared API', () => {
     expect<WebSocketServer>().type.not.toHaveProperty('_admit')
+    expect<WebSocketServer>().type.not.toHaveProperty('_meter')
     expect<WebSocketConnection>().type.not.toHaveProperty('_receive')
   })
 })
