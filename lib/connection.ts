@@ -107,6 +107,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
   _logged = 0
   /** @internal */
   _suppressed = 0
+  /** When the connection was made (performance.now()), for the duration of the diagnostics channel. */
+  readonly #openedAt = performance.now()
 
   /** @internal */
   constructor (wss: WebSocketServer<D>, socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex | undefined) {
@@ -172,7 +174,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     const length = typeof data === 'string' ? data.length : data.byteLength
     if (length >= COUNTED_FROM) this.#share(0, length)
     const sent = this.#checkBackpressure()
-    if (sent) this.#wss._meter.sent(data)
+    if (sent) this.#wss._meter.sent(this, data)
     return sent
   }
 
@@ -198,7 +200,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
     if (buffered > max) {
       this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
         'fastify-wss: dropping a connection whose peer reads too slowly')
-      this.#wss._meter.dropped++
+      this.#wss._meter.drop(this, buffered)
       this.#count(0)
       this.#socket.terminate()
       return false
@@ -347,7 +349,7 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
-    this.#wss._meter.received(data)
+    this.#wss._meter.received(this, data, binary)
     if (this.#discarding) return
     this.#share(1, data.length)
     const limit = this.#wss._rateLimit
@@ -444,8 +446,8 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal The socket has closed (ws's 'close'). */
   _closed (code: number, reason: Buffer): void {
-    this.#wss._meter.closed(code)
     this.#closeEvent = { type: 'terminate', code, reason: reason.length === 0 ? undefined : reason.toString() }
+    this.#wss._meter.closed(this, code, this.#closeEvent.reason, this.#openedAt)
     if (this.#topics !== undefined) {
       for (const topic of this.#topics) this.#wss._unsubscribe(topic, this)
       this.#topics = undefined
@@ -550,8 +552,9 @@ export class WebSocketConnection<D extends DataType = DataType> {
 
   /** @internal An error of this connection: to its handler's onError, else to the server's. */
   _fail (errCode: number, error: unknown): void {
-    this.#wss._meter.error(errCode)
-    const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, toError(error))] }
+    const err = toError(error)
+    this.#wss._meter.error(errCode, err, this)
+    const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, err)] }
     const handler = this.#handler
     if (typeof handler.onError === 'function') {
       invoke(handler, handler.onError, this, event, this.#wss._onErrorFailed, 0)

@@ -20,6 +20,7 @@ import {
   type ErrorSink
 } from './errors.js'
 import type { RateLimit, ResolvedOptions } from './options.js'
+import { channels } from './diagnostics.js'
 import { Meter, type WssStats } from './stats.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
@@ -86,7 +87,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   /** @internal Where a throw inside an onError callback goes: the log, and no further. */
   readonly _onErrorFailed: ErrorSink
   /** @internal The counters of `stats()`. */
-  readonly _meter = new Meter()
+  readonly _meter: Meter = new Meter(this)
 
   /** @internal */
   constructor (options: ResolvedOptions<D>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
@@ -172,11 +173,14 @@ export class WebSocketServer<D extends DataType = DataType> {
 
   #fanOut (recipients: Iterable<WebSocketConnection<D>>, framed: Frame, except: WebSocketConnection<D> | number | undefined): number {
     let count = 0
+    const observed = channels.sent.hasSubscribers
     for (const connection of recipients) {
       if (connection === except || connection.id === except) continue
-      if (connection._writeFrame(framed)) count++
+      if (!connection._writeFrame(framed)) continue
+      count++
+      if (observed) this._meter.fannedTo(connection, framed)
     }
-    this._meter.fannedOut(framed.payload.length, count)
+    this._meter.fannedOut(framed, count)
     return count
   }
 
@@ -382,13 +386,13 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   #serverError (errCode: number, error: Error): void {
     if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
-    else this._meter.error(errCode)
+    else this._meter.error(errCode, error, undefined)
   }
 
   #accept (socket: WebSocket, handler: ConnectionHandler<D>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
     const connection = new WebSocketConnection<D>(this, socket, handler, request, transport)
     this.#connections.add(connection)
-    this._meter.accepted++
+    this._meter.opened(connection)
     this.#unfinished.add(connection)
     // `await app.injectWS()` resumes after the client's 'open': what onOpen
     // sends must wait until the test had its turn to listen for it.
@@ -475,13 +479,14 @@ export class WebSocketServer<D extends DataType = DataType> {
 
   /** @internal An error of the server itself. */
   _fail (errCode: number, error: unknown): void {
-    this._meter.error(errCode)
-    this._report({ type: 'error', errors: [errorEntry(errCode, toError(error))] })
+    const err = toError(error)
+    this._meter.error(errCode, err, undefined)
+    this._report({ type: 'error', errors: [errorEntry(errCode, err)] })
   }
 
   /** @internal An upgrade request on the route was answered with `status` instead of 101. */
-  _refused (status: number): void {
-    this._meter.refused(status)
+  _refused (request: FastifyRequest, status: number): void {
+    this._meter.refused(request, status)
   }
 
   /**

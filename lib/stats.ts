@@ -1,4 +1,8 @@
-import type { Payload } from './codec.js'
+import type { FastifyRequest } from 'fastify'
+import type { Frame, Payload } from './codec.js'
+import type { WebSocketConnection } from './connection.js'
+import { channels } from './diagnostics.js'
+import type { WebSocketServer } from './server.js'
 
 /**
  * What `wss.stats()` returns: a fresh plain object of the counters of a
@@ -31,9 +35,12 @@ export interface WssStats {
 }
 
 /**
- * @internal The counters of one server: plain integer fields incremented on
+ * @internal The counters of one server, and its messages on the
+ * diagnostics channels. The counters are plain integer fields incremented on
  * the paths that already run for each event, without allocating; the keyed
- * ones in Maps, moved once per connection or error, never per message.
+ * ones are Maps, moved once per connection, refusal or error, never per
+ * message. A channel's message is built only when the channel has
+ * subscribers.
  */
 export class Meter {
   accepted = 0
@@ -46,35 +53,70 @@ export class Meter {
   readonly #refused = new Map<number, number>()
   readonly #closed = new Map<number, number>()
   readonly #errors = new Map<number, number>()
+  readonly #wss: WebSocketServer<any>
+
+  constructor (wss: WebSocketServer<any>) {
+    this.#wss = wss
+  }
+
+  /** A connection was made. */
+  opened (connection: WebSocketConnection<any>): void {
+    this.accepted++
+    if (channels.opened.hasSubscribers) channels.opened.publish({ wss: this.#wss, connection })
+  }
+
+  /** A connection's socket closed, `openedAt` (performance.now()) after it opened. */
+  closed (connection: WebSocketConnection<any>, code: number, reason: string | undefined, openedAt: number): void {
+    count(this.#closed, code)
+    if (channels.closed.hasSubscribers) {
+      channels.closed.publish({ wss: this.#wss, connection, code, reason, duration: performance.now() - openedAt })
+    }
+  }
+
+  /** A connection was dropped for maxBackpressure with `bufferedAmount` bytes unsent. */
+  drop (connection: WebSocketConnection<any>, bufferedAmount: number): void {
+    this.dropped++
+    if (channels.dropped.hasSubscribers) {
+      channels.dropped.publish({ wss: this.#wss, connection, bufferedAmount, maxBackpressure: this.#wss._maxBackpressure })
+    }
+  }
+
+  /** An upgrade request was answered with `status` instead of 101. */
+  refused (request: FastifyRequest, status: number): void {
+    count(this.#refused, status)
+    if (channels.refused.hasSubscribers) channels.refused.publish({ wss: this.#wss, request, status })
+  }
 
   /** A message received. */
-  received (data: Buffer): void {
+  received (connection: WebSocketConnection<any>, data: Buffer, binary: boolean): void {
     this.messagesIn++
     this.bytesIn += data.length
+    if (channels.received.hasSubscribers) channels.received.publish({ wss: this.#wss, connection, data, binary })
   }
 
-  /** A message written by `send`. */
-  sent (data: Payload): void {
+  /** A message written by `send`: its encoded payload. */
+  sent (connection: WebSocketConnection<any>, data: Payload): void {
     this.messagesOut++
-    this.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    const text = typeof data === 'string'
+    this.bytesOut += text ? Buffer.byteLength(data) : data.byteLength
+    if (channels.sent.hasSubscribers) channels.sent.publish({ wss: this.#wss, connection, data, binary: !text })
   }
 
-  /** One message of `bytes` payload bytes written to `recipients` connections (broadcast, publish). */
-  fannedOut (bytes: number, recipients: number): void {
+  /** One frame written to `recipients` connections (broadcast, publish). */
+  fannedOut (framed: Frame, recipients: number): void {
     this.messagesOut += recipients
-    this.bytesOut += bytes * recipients
+    this.bytesOut += framed.payload.length * recipients
   }
 
-  refused (status: number): void {
-    count(this.#refused, status)
+  /** The message of one recipient of a broadcast, when `channels.sent` has subscribers. */
+  fannedTo (connection: WebSocketConnection<any>, framed: Frame): void {
+    channels.sent.publish({ wss: this.#wss, connection, data: framed.payload, binary: framed.binary })
   }
 
-  closed (code: number): void {
-    count(this.#closed, code)
-  }
-
-  error (errCode: number): void {
+  /** An error reported, of `connection` or (`undefined`) of the server. */
+  error (errCode: number, error: Error, connection: WebSocketConnection<any> | undefined): void {
     count(this.#errors, errCode)
+    if (channels.error.hasSubscribers) channels.error.publish({ wss: this.#wss, connection, errCode, error })
   }
 
   /** The counters as a fresh plain object. */

@@ -7,8 +7,10 @@ import type {
   WebSocketConnection,
   WebSocketServer,
   WSSHandler,
+  WssDiagnostics,
   WssStats
 } from 'fastify-wss'
+import type { FastifyRequest } from 'fastify'
 
 declare const ws: WebSocketConnection<'text'>
 declare const wss: WebSocketServer<'blob'>
@@ -101,5 +103,35 @@ describe('WebSocketServer', () => {
     expect<WebSocketServer>().type.not.toHaveProperty('_admit')
     expect<WebSocketServer>().type.not.toHaveProperty('_meter')
     expect<WebSocketConnection>().type.not.toHaveProperty('_receive')
+  })
+})
+
+describe('WssDiagnostics', () => {
+  test('is keyed by the names of the channels', () => {
+    expect<keyof WssDiagnostics>().type.toBe<
+      'fastify-wss:connection:opened' | 'fastify-wss:connection:closed' | 'fastify-wss:connection:dropped' |
+      'fastify-wss:handshake:refused' | 'fastify-wss:message:received' | 'fastify-wss:message:sent' | 'fastify-wss:error'
+    >()
+  })
+
+  test('types the message of each channel, with the server and connection of a data type', () => {
+    type Of<K extends keyof WssDiagnostics> = WssDiagnostics<'blob'>[K]
+    expect<Of<'fastify-wss:connection:opened'>>().type.toBe<{ wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'> }>()
+    expect<Of<'fastify-wss:connection:closed'>>().type.toBe<{
+      wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'>, code: number, reason: string | undefined, duration: number
+    }>()
+    expect<Of<'fastify-wss:connection:dropped'>>().type.toBe<{
+      wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'>, bufferedAmount: number, maxBackpressure: number
+    }>()
+    expect<Of<'fastify-wss:handshake:refused'>>().type.toBe<{ wss: WebSocketServer<'blob'>, request: FastifyRequest, status: number }>()
+    expect<Of<'fastify-wss:message:received'>>().type.toBe<{
+      wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'>, data: Buffer, binary: boolean
+    }>()
+    expect<Of<'fastify-wss:message:sent'>>().type.toBe<{
+      wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'>, data: string | Buffer | ArrayBuffer | ArrayBufferView, binary: boolean
+    }>()
+    expect<Of<'fastify-wss:error'>>().type.toBe<{
+      wss: WebSocketServer<'blob'>, connection: WebSocketConnection<'blob'> | undefined, errCode: number, error: Error
+    }>()
   })
 })

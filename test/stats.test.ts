@@ -223,3 +223,21 @@ t.test('errors counts every error by errCode, whether it reached an onError or t
   t.equal((await refusal(`${base}/?fail=1`)).status, 500)
   t.same(app.wss.stats().errors, { 300: 2, 201: 1, 100: 1 })
 })
+
+t.test("the route's own onSend hooks, one or an array, still run on a refused upgrade, which is counted", async (t) => {
+  for (const onSend of ['one', 'array'] as const) {
+    const seen: string[] = []
+    const hook = async (_request: unknown, reply: any, payload: unknown): Promise<unknown> => {
+      seen.push(onSend)
+      reply.header('x-seen', onSend)
+      return payload
+    }
+    const { app, base } = await start(t, {
+      route: { onSend: onSend === 'one' ? hook : [hook] },
+      handler: { onConnection: () => null }
+    })
+    t.equal((await refusal(base)).status, 403)
+    t.same(seen, [onSend], `the route's onSend (${onSend}) ran`)
+    t.same(app.wss.stats().refused, { 403: 1 })
+  }
+})
