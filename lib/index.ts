@@ -154,7 +154,7 @@ export default wssPlugin
 
 export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
-export { defaults, type WssPluginOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
+export { defaults, type WssPluginOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit, type ShutdownOptions } from './options.js'
 export type { DataType, MessageData } from './codec.js'
 export type { WssStats } from './stats.js'
 export type { WssDiagnostics } from './diagnostics.js'
@@ -175,6 +175,7 @@ export {
   WssInvalidCloseCodeError,
   WssCloseMessageTooLongError,
   WssInvalidTopicError,
+  WssInvalidShutdownError,
   WssAdapterError,
   WssRateLimitedError,
   WssMessagesDroppedError,

@@ -12,6 +12,7 @@ import {
   WssConnectionRefusedError,
   WssInvalidConnectionHandlerError,
   WssOriginNotAllowedError,
+  WssInvalidShutdownError,
   WssUnavailableError,
   errorEntry,
   invoke,
@@ -19,7 +20,7 @@ import {
   toError,
   type ErrorSink
 } from './errors.js'
-import type { RateLimit, ResolvedOptions } from './options.js'
+import { resolveShutdown, type RateLimit, type ResolvedOptions, type ShutdownOptions } from './options.js'
 import { channels } from './diagnostics.js'
 import { Meter, type WssStats } from './stats.js'
 import type { ConnectionHandler, ConnectionRequest, ServerErrorEvent, WSSHandler } from './types.js'
@@ -31,8 +32,12 @@ export interface SendOptions<D extends DataType = DataType> {
   except?: WebSocketConnection<D> | number
 }
 
-/** The lifecycle of a server, one state at a time. */
-const State = { Registered: 0, Open: 1, Terminating: 2, Terminated: 3 } as const
+/**
+ * The lifecycle of a server, one state at a time. Draining: terminated, its
+ * connections being closed over the `spread` of the shutdown; Terminating:
+ * all of them sent their close, the shutdown waits for their callbacks.
+ */
+const State = { Registered: 0, Open: 1, Draining: 2, Terminating: 3, Terminated: 4 } as const
 type Lifecycle = typeof State[keyof typeof State]
 
 /**
@@ -62,6 +67,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   readonly #adapter: WssAdapter | undefined
   readonly #upgrades: Pick<Upgrades, 'taken' | 'isInjected'>
   readonly #shutdownTimeout: number
+  readonly #shutdown: Required<ShutdownOptions>
   /** Bytes held for all connections: inbound queues, and outbound buffers from COUNTED_FROM up. */
   #held = 0
   readonly #maxHeld: number
@@ -107,6 +113,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     this._rateLimit = options.rateLimit
     this._json = { ...json, maxDepth: options.maxDepth }
     this.#shutdownTimeout = options.shutdownTimeout
+    this.#shutdown = options.shutdown
     this.#maxHeld = options.maxBufferedBytes
     this._log = log
     this._onErrorFailed = {
@@ -131,7 +138,7 @@ export class WebSocketServer<D extends DataType = DataType> {
   /** The route pattern; `undefined` for the catch-all server. */
   get path (): string | undefined { return this.#path }
   /** `true` once `terminate()` was called or the app closed. */
-  get terminated (): boolean { return this.#state >= State.Terminating }
+  get terminated (): boolean { return this.#state >= State.Draining }
 
   /**
    * The counters of the server since it was registered, as a fresh plain
@@ -221,25 +228,37 @@ export class WebSocketServer<D extends DataType = DataType> {
   }
 
   /**
-   * Closes the server: new upgrades get 503, every connection is closed with
-   * 1001 and gets its onTerminate, then the handler's onTerminate runs.
-   * Resolves after all of that, or `closeTimeout` + `shutdownTimeout` after
-   * the call, whichever comes first; never rejects; idempotent.
+   * Closes the server: new upgrades get 503 (with `Retry-After: 1`), every
+   * connection is closed with `code` (1001 Going Away by default, or 1012
+   * Service Restart) at a random moment within `spread` ms (default 0: all
+   * at once) and gets its onTerminate, then the handler's onTerminate runs.
+   * What `options` leaves out comes from the `shutdown` option. Resolves
+   * after all of that, or `spread` + `closeTimeout` + `shutdownTimeout` after
+   * the call, whichever comes first; never rejects; idempotent (a second call
+   * returns the first one's Promise, whatever its options).
+   * @throws RangeError (`FST_WSS_INVALID_SHUTDOWN`) when `spread` or `code` is invalid; nothing is closed then.
    */
-  terminate (): Promise<void> {
-    this.#terminating ??= this.#terminate()
+  terminate (options?: ShutdownOptions): Promise<void> {
+    const shutdown = resolveShutdown(options, this.#shutdown, (field, problem) =>
+      new WssInvalidShutdownError(field === undefined ? 'its argument' : `"${field}"`, problem))
+    this.#terminating ??= this.#terminate(shutdown)
     return this.#terminating
   }
 
-  async #terminate (): Promise<void> {
+  async #terminate ({ spread, code }: Required<ShutdownOptions>): Promise<void> {
+    this.#state = State.Draining
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(resolve, spread + this._closeTimeout + this.#shutdownTimeout, false)
+    })
+    if (spread === 0) {
+      for (const connection of this.#connections) connection._goAway(code)
+    } else {
+      await this.#drain(spread, code)
+    }
     this.#state = State.Terminating
     clearInterval(this.#heartbeat)
     clearTimeout(this.#pressure)
-    for (const connection of this.#connections) connection._goAway()
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<false>((resolve) => {
-      timer = setTimeout(resolve, this._closeTimeout + this.#shutdownTimeout, false)
-    })
     const abandoned: Record<string, number> = {}
     const wait = async (pending: Promise<unknown> | undefined, what: string): Promise<void> => {
       if (pending === undefined) return
@@ -260,10 +279,39 @@ export class WebSocketServer<D extends DataType = DataType> {
     await wait(invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED), 'onTerminate of the server')
     clearTimeout(timer)
     if (Object.keys(abandoned).length !== 0) {
-      this._log.warn({ abandoned, path: this.#path }, 'fastify-wss: shutdown did not wait for callbacks still pending after closeTimeout + shutdownTimeout')
+      this._log.warn({ abandoned, path: this.#path }, 'fastify-wss: shutdown did not wait for callbacks still pending after spread + closeTimeout + shutdownTimeout')
     }
     this.#ws.close()
     this.#state = State.Terminated
+  }
+
+  /**
+   * Closes the open connections with `code`, each at a moment drawn
+   * uniformly within `spread` ms: the moments are sorted, the connections
+   * shuffled, and one timer walks them. Resolves once every connection was
+   * sent its close (or had closed by itself). Meanwhile the heartbeat and the
+   * server budget still run.
+   */
+  async #drain (spread: number, code: number): Promise<void> {
+    const connections = Array.from(this.#connections)
+    for (let i = connections.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      const swapped = connections[i]
+      connections[i] = connections[j]
+      connections[j] = swapped
+    }
+    const moments = connections.map(() => Math.random() * spread).sort((a, b) => a - b)
+    const started = performance.now()
+    let next = 0
+    await new Promise<void>((resolve) => {
+      const step = (): void => {
+        const elapsed = performance.now() - started
+        while (next < connections.length && moments[next] <= elapsed) connections[next++]._goAway(code)
+        if (next === connections.length) resolve()
+        else setTimeout(step, moments[next] - elapsed)
+      }
+      step()
+    })
   }
 
   /** @internal The app closes: the handshakes whose onConnection has not answered are dropped. */
@@ -299,7 +347,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    * A synchronous onConnection is called and answered in the same tick.
    */
   _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer, done: (error?: Error) => void): void {
-    if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
+    if (this.#state !== State.Open) return done(gone(reply))
     if (this.#connections.size + this.#handshakes.size + this.#closedHolding.size >= this.#maxConnections) {
       return done(new WssUnavailableError('has reached maxConnections'))
     }
@@ -338,7 +386,7 @@ export class WebSocketServer<D extends DataType = DataType> {
     // From here on the handler gets its onTerminate, whatever happens to the upgrade.
     if (this.#state !== State.Open) {
       this.#neverOpened(handler, connectionRequest)
-      return done(new WssUnavailableError('is terminated'))
+      return done(gone(reply))
     }
     if (socket.destroyed || !socket.writable) {
       this.#neverOpened(handler, connectionRequest)
@@ -424,7 +472,7 @@ export class WebSocketServer<D extends DataType = DataType> {
    */
   _hold (delta: number, connection: WebSocketConnection<D>): void {
     this.#held += delta
-    if (delta <= 0 || this.#held <= this.#maxHeld || this.#state !== State.Open) return
+    if (delta <= 0 || this.#held <= this.#maxHeld || this.#state > State.Draining) return
     this.#press(connection)
     this.#pressure ??= setTimeout(this.#relieve, 100)
   }
@@ -516,6 +564,17 @@ export class WebSocketServer<D extends DataType = DataType> {
     connection._suppressed = 0
     this._log.warn({ errCode: entry.errCode, connectionId: connection.id, suppressed }, `fastify-wss: ${entry.message}`)
   }
+}
+
+/**
+ * The refusal of an upgrade to a terminated server: 503, with `Retry-After: 1`
+ * (seconds). A client should try again soon: the load balancer sends it to
+ * another instance, or to this one once it has restarted; refusing costs the
+ * terminated server nothing.
+ */
+function gone (reply: FastifyReply): Error {
+  reply.header('retry-after', '1')
+  return new WssUnavailableError('is terminated')
 }
 
 function openLater (connection: WebSocketConnection<DataType>): void {

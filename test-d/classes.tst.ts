@@ -3,6 +3,7 @@ import type {
   ConnectionHandler,
   ConnectionRequest,
   ConnectionStatus,
+  ShutdownOptions,
   TerminateOptions,
   WebSocketConnection,
   WebSocketServer,
@@ -60,9 +61,16 @@ describe('WebSocketServer', () => {
     expect(wss.connections).type.toBe<Array<WebSocketConnection<'blob'>>>()
   })
 
-  test('terminate returns a Promise of nothing', () => {
+  test('terminate takes optional shutdown options and returns a Promise of nothing', () => {
     expect(wss.terminate()).type.toBe<Promise<void>>()
+    expect(wss.terminate({ spread: 30_000, code: 1012 })).type.toBe<Promise<void>>()
+    expect(wss.terminate).type.toBeCallableWith({})
+    expect(wss.terminate).type.toBeCallableWith({ code: 1001 })
     expect(wss.terminate).type.not.toBeCallableWith(1000)
+    expect(wss.terminate).type.not.toBeCallableWith({ code: 1000 })
+    expect(wss.terminate).type.not.toBeCallableWith({ spread: '1s' })
+    expect<Parameters<typeof wss.terminate>>().type.toBe<[options?: ShutdownOptions]>()
+    expect<ShutdownOptions>().type.toBe<{ spread?: number, code?: 1001 | 1012 }>()
   })
 
   test('the other members have their documented types', () => {
