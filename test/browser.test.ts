@@ -127,7 +127,9 @@ t.test('the dashboard page shows the values the server pushes, and the counters 
 
   // the server's counters, scraped from /metrics by the page
   const counter = async (name: string): Promise<number> => Number(await page.textContent(`#${name}`))
-  await page.waitForFunction(() => /^\d+$/.test(document.getElementById('fastify_wss_messages_sent_total')?.textContent ?? ''))
+  // the first scrape may come before the page's WebSocket is open: the next ones show it
+  await page.waitForFunction(() => document.getElementById('fastify_wss_connections')?.textContent === '1' &&
+    document.getElementById('fastify_wss_messages_received_total')?.textContent === '1')
   t.equal(await page.textContent('#fastify_wss_connections'), '1', 'the page\'s own connection')
   t.equal(await counter('fastify_wss_messages_received_total'), 1, 'its subscribe message')
   const sent = await counter('fastify_wss_messages_sent_total')
