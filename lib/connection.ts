@@ -107,6 +107,8 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
   _logged = 0
   /** @internal */
   _suppressed = 0
+  /** When the connection was made (performance.now()), for the duration of the diagnostics channel. */
+  readonly #openedAt = performance.now()
 
   /** @internal */
   constructor (wss: WebSocketServer<D, M>, socket: WebSocket, handler: ConnectionHandler<D, M>, request: ConnectionRequest, transport: Duplex | undefined) {
@@ -171,7 +173,9 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
     // What a peer's messages make the server write counts in its share of the turn.
     const length = typeof data === 'string' ? data.length : data.byteLength
     if (length >= COUNTED_FROM) this.#share(0, length)
-    return this.#checkBackpressure()
+    const sent = this.#checkBackpressure()
+    if (sent) this.#wss._meter.sent(this, data)
+    return sent
   }
 
   /** @internal Writes a frame made once for many sockets (broadcast, publish). */
@@ -196,6 +200,7 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
     if (buffered > max) {
       this.#wss._log.warn({ connectionId: this.#id, bufferedAmount: buffered, maxBackpressure: max },
         'fastify-wss: dropping a connection whose peer reads too slowly')
+      this.#wss._meter.drop(this, buffered)
       this.#count(0)
       this.#socket.terminate()
       return false
@@ -344,6 +349,7 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
 
   /** @internal A message from the peer (ws's 'message'). */
   _receive (data: Buffer, binary: boolean): void {
+    this.#wss._meter.received(this, data, binary)
     if (this.#discarding) return
     this.#share(1, data.length)
     const limit = this.#wss._rateLimit
@@ -387,11 +393,13 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
     if (limit.action === 'close') {
       if (this.#rateCount === limit.max) return true
       if (this.#rateCount === limit.max + 1) {
+        this.#wss._meter.rateLimited++
         this._fail(ErrCode.RATE_LIMITED, new WssRateLimitedError(limit.max, limit.timeWindow))
         this._goAway(1008)
       }
       return false
     }
+    if (this.#rateCount === limit.max) this.#wss._meter.rateLimited++
     this._inbound.pause(Pause.Rate)
     clearTimeout(this.#rateTimer)
     this.#rateTimer = setTimeout(onRateWindow, this.#rateWindowEnd - now, this)
@@ -455,6 +463,7 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
   /** @internal The socket has closed (ws's 'close'). */
   _closed (code: number, reason: Buffer): void {
     this.#closeEvent = { type: 'terminate', code, reason: reason.length === 0 ? undefined : reason.toString() }
+    this.#wss._meter.closed(this, code, this.#closeEvent.reason, this.#openedAt)
     if (this.#topics !== undefined) {
       for (const topic of this.#topics) this.#wss._unsubscribe(topic, this)
       this.#topics = undefined
@@ -559,7 +568,9 @@ export class WebSocketConnection<D extends DataType = DataType, M extends Messag
 
   /** @internal An error of this connection: to its handler's onError, else to the server's. */
   _fail (errCode: number, error: unknown): void {
-    const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, toError(error))] }
+    const err = toError(error)
+    this.#wss._meter.error(errCode, err, this)
+    const event: ErrorEvent = { type: 'error', errors: [errorEntry(errCode, err)] }
     const handler = this.#handler
     if (typeof handler.onError === 'function') {
       invoke(handler, handler.onError, this, event, this.#wss._onErrorFailed, 0)

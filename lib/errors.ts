@@ -106,6 +106,9 @@ export const WssInvalidCloseCodeError: FastifyErrorConstructor<{ code: 'FST_WSS_
 export const WssCloseMessageTooLongError: FastifyErrorConstructor<{ code: 'FST_WSS_CLOSE_MESSAGE_TOO_LONG', statusCode: 500 }, [bytes: number]> = createError(
   'FST_WSS_CLOSE_MESSAGE_TOO_LONG', 'The close message must be a string of at most 123 UTF-8 bytes, got %s bytes', 500, RangeError)
 
+export const WssInvalidShutdownError: FastifyErrorConstructor<{ code: 'FST_WSS_INVALID_SHUTDOWN', statusCode: 500 }, [what: string, problem: string]> = createError(
+  'FST_WSS_INVALID_SHUTDOWN', 'wss.terminate(): %s %s', 500, RangeError)
+
 export const WssRateLimitedError: FastifyErrorConstructor<{ code: 'FST_WSS_RATE_LIMITED' }, [max: number, timeWindow: number]> = createError(
   'FST_WSS_RATE_LIMITED', 'More than %s messages in %s ms')
 export const WssMessagesDroppedError: FastifyErrorConstructor<{ code: 'FST_WSS_MESSAGES_DROPPED' }, [count: number]> = createError(

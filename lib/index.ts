@@ -12,7 +12,8 @@ import type {
   FastifyTypeProviderDefault,
   RawServerBase,
   RawServerDefault,
-  RegisterOptions
+  RegisterOptions,
+  RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
@@ -24,6 +25,7 @@ import { WebSocketServer } from './server.js'
 import { Upgrades } from './upgrades.js'
 
 const kDeclaredWebSocket = Symbol('fastify-wss.declared-websocket')
+const kAdmission = Symbol('fastify-wss.admission')
 
 const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (fastify, opts) {
   if (fastify.hasDecorator('wss')) throw new WssAlreadyRegisteredError()
@@ -41,25 +43,49 @@ const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (
   })
   fastify.decorate('wss', server)
 
+  // Admission is the route's handler: after the hooks of the context and of
+  // the route (auth, rate limit, validation), and inside Fastify's tracing of
+  // the handler (tracing:fastify.request.handler), as on any route.
+  function admission (request: FastifyRequest, reply: FastifyReply): void {
+    const socket = upgrades.socket(request.raw)
+    // A plain GET on the path is not a WebSocket: the app's 404.
+    if (socket === undefined) {
+      reply.callNotFound()
+      return
+    }
+    server._admit(request, reply, socket, upgrades.head(request.raw), (error) => {
+      if (error !== undefined) {
+        reply.send(error)
+      } else if (!reply.sent) {
+        // the client left while onConnection ran: nobody to answer
+        reply.hijack()
+        socket.destroy()
+      }
+    })
+  }
+  // @fastify/websocket wraps the handler of every GET route of its scope to
+  // upgrade with its own server: the route of the plugin keeps its own.
+  fastify.addHook('onRoute', (routeOptions) => {
+    const own = (routeOptions as { [kAdmission]?: typeof admission })[kAdmission]
+    if (own !== undefined) routeOptions.handler = own
+  })
+
   const { route } = options
-  fastify.route({
+  const declared: RouteOptions = {
     ...route,
     method: 'GET',
     url,
     exposeHeadRoute: false,
     // hidden from API docs generators, as @fastify/websocket does for its routes
     schema: { hide: true, ...route.schema } as FastifySchema,
-    // After the context's hooks and the route's own (auth, rate limit, validation).
-    preHandler: [...hooks(route.preHandler), function admit (request, reply, done) {
-      const socket = upgrades.socket(request.raw)
-      if (socket === undefined) return done()
-      server._admit(request, reply, socket, upgrades.head(request.raw), done)
+    // An upgrade answered over HTTP instead of 101, whatever refused it: a hook, a schema, the server.
+    onSend: [...hooks(route.onSend), function refused (request, reply, payload, done) {
+      if (upgrades.socket(request.raw) !== undefined) server._refused(request, reply.statusCode)
+      done(null, payload)
     }],
-    // A plain GET on the path is not a WebSocket: the app's 404.
-    handler (_request: FastifyRequest, reply: FastifyReply) {
-      reply.callNotFound()
-    }
-  })
+    handler: admission
+  }
+  fastify.route(Object.assign(declared, { [kAdmission]: admission }))
 
   upgrades.servers.add(server)
   fastify.addHook('onReady', async () => {
@@ -165,9 +191,19 @@ export default wssPlugin
 
 export { WebSocketServer, type SendOptions } from './server.js'
 export { WebSocketConnection, type ConnectionStatus, type TerminateOptions } from './connection.js'
-export { defaults, type WssPluginOptions, type WssCommonOptions, type WssRouteOptions, type AllowedOrigins, type RateLimit } from './options.js'
+export {
+  defaults,
+  type WssPluginOptions,
+  type WssCommonOptions,
+  type WssRouteOptions,
+  type AllowedOrigins,
+  type RateLimit,
+  type ShutdownOptions
+} from './options.js'
 export type { DataType, MessageData } from './codec.js'
 export type { MessageSchemas } from './schema.js'
+export type { WssStats } from './stats.js'
+export type { WssDiagnostics } from './diagnostics.js'
 export type { WssAdapter, AdapterNode, ClusterMessage } from './adapter.js'
 export {
   ErrCode,
@@ -186,6 +222,7 @@ export {
   WssInvalidCloseCodeError,
   WssCloseMessageTooLongError,
   WssInvalidTopicError,
+  WssInvalidShutdownError,
   WssAdapterError,
   WssRateLimitedError,
   WssMessagesDroppedError,

@@ -71,6 +71,12 @@ export interface WssCommonOptions<S extends MessageSchemas = MessageSchemas, R e
   maxBufferedBytes?: number
   /** How long `terminate()` and `app.close()` wait for pending callbacks after the sockets are closed, in ms. Default 10000. */
   shutdownTimeout?: number
+  /**
+   * How `terminate()` and `app.close()` close the connections: at random
+   * moments spread uniformly over `spread` ms (default 0: all at once), with
+   * close `code` 1001 (Going Away, default) or 1012 (Service Restart).
+   */
+  shutdown?: ShutdownOptions
   /** Deepest nesting of arrays and objects in a message under dataType `'object'`; deeper is invalid JSON (errCode 300). Default 64. */
   maxDepth?: number
   /**
@@ -111,6 +117,21 @@ export interface RateLimit {
   action?: 'pause' | 'close'
 }
 
+/** How the server closes its connections when it is terminated: the `shutdown` option, and the argument of `wss.terminate()`. */
+export interface ShutdownOptions {
+  /**
+   * Closes the connections at random moments spread uniformly over this many
+   * ms, instead of all at once, so that their clients do not all reconnect
+   * at the same moment. Default 0 (all at once).
+   */
+  spread?: number
+  /** The close code sent to every client: 1001 (Going Away, default) or 1012 (Service Restart). */
+  code?: 1001 | 1012
+}
+
+/** The close codes a shutdown may send. */
+const shutdownCodes: readonly number[] = [1001, 1012]
+
 /** The defaults of every option past `handler`. */
 export const defaults = {
   dataType: 'text',
@@ -125,6 +146,7 @@ export const defaults = {
   maxPendingBytes: 8 * 1024 * 1024,
   maxBufferedBytes: Math.min(256 * 1024 * 1024, Math.floor(getHeapStatistics().heap_size_limit / 8)),
   shutdownTimeout: 10_000,
+  shutdown: { spread: 0, code: 1001 },
   maxDepth: 64
 } as const
 
@@ -150,6 +172,7 @@ export interface ResolvedOptions<D extends DataType, M extends MessageTypes = Ty
   rateLimit: Required<RateLimit> | undefined
   maxBufferedBytes: number
   shutdownTimeout: number
+  shutdown: Required<ShutdownOptions>
   maxDepth: number
   route: WssRouteOptions
   schema: MessageSchemas | undefined
@@ -231,11 +254,31 @@ export function resolveOptions<D extends DataType> (opts: WssPluginOptions<D>): 
     rateLimit: rateLimit(opts.rateLimit),
     maxBufferedBytes: positiveInteger('maxBufferedBytes', opts.maxBufferedBytes, defaults.maxBufferedBytes),
     shutdownTimeout: duration('shutdownTimeout', opts.shutdownTimeout, defaults.shutdownTimeout),
+    shutdown: resolveShutdown(opts.shutdown, defaults.shutdown, (field, problem) => new WssInvalidOptionError(field === undefined ? 'shutdown' : `shutdown.${field}`, problem)),
     maxDepth: positiveInteger('maxDepth', opts.maxDepth, defaults.maxDepth),
     route: routeOptions(opts.route),
     schema: schemas(opts.schema, dataType),
     closeOnInvalid: invalidMessage(opts.invalidMessage)
   }
+}
+
+/**
+ * @internal Validates a `shutdown` option or the argument of `wss.terminate()`:
+ * what it leaves out is taken from `fallback`; `fail` makes the coded error
+ * of a bad `field` (`spread`, `code`, or `undefined` for the whole value).
+ */
+export function resolveShutdown (value: unknown, fallback: Required<ShutdownOptions>,
+  fail: (field: 'spread' | 'code' | undefined, problem: string) => Error): Required<ShutdownOptions> {
+  if (value === undefined) return fallback
+  if (value === null || typeof value !== 'object') throw fail(undefined, `must be { spread?, code? }, got ${describe(value)}`)
+  const { spread = fallback.spread, code = fallback.code } = value as ShutdownOptions
+  if (typeof spread !== 'number' || !Number.isSafeInteger(spread) || spread < 0 || spread > MAX_DURATION) {
+    throw fail('spread', `must be an integer from 0 to ${MAX_DURATION} ms, got ${describe(spread)}`)
+  }
+  if (!shutdownCodes.includes(code)) {
+    throw fail('code', `must be 1001 (Going Away) or 1012 (Service Restart), got ${describe(code)}`)
+  }
+  return { spread, code }
 }
 
 /** 0 means no heartbeat. */

@@ -12,6 +12,7 @@ import {
   WssConnectionRefusedError,
   WssInvalidConnectionHandlerError,
   WssOriginNotAllowedError,
+  WssInvalidShutdownError,
   WssUnavailableError,
   errorEntry,
   invoke,
@@ -19,8 +20,10 @@ import {
   toError,
   type ErrorSink
 } from './errors.js'
-import type { RateLimit, ResolvedOptions } from './options.js'
+import { resolveShutdown, type RateLimit, type ResolvedOptions, type ShutdownOptions } from './options.js'
+import { channels } from './diagnostics.js'
 import type { Check, Serialize } from './schema.js'
+import { Meter, type WssStats } from './stats.js'
 import type { ConnectionHandler, ConnectionRequest, MessageTypes, RequestOf, ServerErrorEvent, TypesOf, WSSHandler } from './types.js'
 import type { Upgrades } from './upgrades.js'
 
@@ -30,8 +33,12 @@ export interface SendOptions<D extends DataType = DataType, M extends MessageTyp
   except?: WebSocketConnection<D, M> | number
 }
 
-/** The lifecycle of a server, one state at a time. */
-const State = { Registered: 0, Open: 1, Terminating: 2, Terminated: 3 } as const
+/**
+ * The lifecycle of a server, one state at a time. Draining: terminated, its
+ * connections being closed over the `spread` of the shutdown; Terminating:
+ * all of them sent their close, the shutdown waits for their callbacks.
+ */
+const State = { Registered: 0, Open: 1, Draining: 2, Terminating: 3, Terminated: 4 } as const
 type Lifecycle = typeof State[keyof typeof State]
 
 /**
@@ -61,6 +68,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
   readonly #adapter: WssAdapter | undefined
   readonly #upgrades: Pick<Upgrades, 'taken' | 'isInjected'>
   readonly #shutdownTimeout: number
+  readonly #shutdown: Required<ShutdownOptions>
   /** Bytes held for all connections: inbound queues, and outbound buffers from COUNTED_FROM up. */
   #held = 0
   readonly #maxHeld: number
@@ -91,6 +99,8 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
   readonly _closeOnInvalid: boolean
   /** @internal Where a throw inside an onError callback goes: the log, and no further. */
   readonly _onErrorFailed: ErrorSink
+  /** @internal The counters of `stats()`. */
+  readonly _meter: Meter = new Meter(this)
 
   /** @internal */
   constructor (options: ResolvedOptions<D, M>, log: FastifyBaseLogger, upgrades: Pick<Upgrades, 'taken' | 'isInjected'>, route: string, json: Omit<JsonRules, 'maxDepth'>) {
@@ -111,6 +121,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
     this._json = { ...json, maxDepth: options.maxDepth }
     this._closeOnInvalid = options.closeOnInvalid
     this.#shutdownTimeout = options.shutdownTimeout
+    this.#shutdown = options.shutdown
     this.#maxHeld = options.maxBufferedBytes
     this._log = log
     this._onErrorFailed = {
@@ -135,7 +146,17 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
   /** The route pattern; `undefined` for the catch-all server. */
   get path (): string | undefined { return this.#path }
   /** `true` once `terminate()` was called or the app closed. */
-  get terminated (): boolean { return this.#state >= State.Terminating }
+  get terminated (): boolean { return this.#state >= State.Draining }
+
+  /**
+   * The counters of the server since it was registered, as a fresh plain
+   * object: connections open now, upgrades accepted and refused (by HTTP
+   * status), connections closed (by close code), messages and payload bytes
+   * in and out, slow readers dropped, rate limits reached, errors (by errCode).
+   */
+  stats (): WssStats {
+    return this._meter.snapshot(this.#connections.size)
+  }
 
   /**
    * Sends `message` to every `Connected` connection but `except` (a
@@ -167,10 +188,14 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
 
   #fanOut (recipients: Iterable<WebSocketConnection<D, M>>, framed: Frame, except: WebSocketConnection<D, M> | number | undefined): number {
     let count = 0
+    const observed = channels.sent.hasSubscribers
     for (const connection of recipients) {
       if (connection === except || connection.id === except) continue
-      if (connection._writeFrame(framed)) count++
+      if (!connection._writeFrame(framed)) continue
+      count++
+      if (observed) this._meter.fannedTo(connection, framed)
     }
+    this._meter.fannedOut(framed, count)
     return count
   }
 
@@ -211,25 +236,37 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
   }
 
   /**
-   * Closes the server: new upgrades get 503, every connection is closed with
-   * 1001 and gets its onTerminate, then the handler's onTerminate runs.
-   * Resolves after all of that, or `closeTimeout` + `shutdownTimeout` after
-   * the call, whichever comes first; never rejects; idempotent.
+   * Closes the server: new upgrades get 503 (with `Retry-After: 1`), every
+   * connection is closed with `code` (1001 Going Away by default, or 1012
+   * Service Restart) at a random moment within `spread` ms (default 0: all
+   * at once) and gets its onTerminate, then the handler's onTerminate runs.
+   * What `options` leaves out comes from the `shutdown` option. Resolves
+   * after all of that, or `spread` + `closeTimeout` + `shutdownTimeout` after
+   * the call, whichever comes first; never rejects; idempotent (a second call
+   * returns the first one's Promise, whatever its options).
+   * @throws RangeError (`FST_WSS_INVALID_SHUTDOWN`) when `spread` or `code` is invalid; nothing is closed then.
    */
-  terminate (): Promise<void> {
-    this.#terminating ??= this.#terminate()
+  terminate (options?: ShutdownOptions): Promise<void> {
+    const shutdown = resolveShutdown(options, this.#shutdown, (field, problem) =>
+      new WssInvalidShutdownError(field === undefined ? 'its argument' : `"${field}"`, problem))
+    this.#terminating ??= this.#terminate(shutdown)
     return this.#terminating
   }
 
-  async #terminate (): Promise<void> {
+  async #terminate ({ spread, code }: Required<ShutdownOptions>): Promise<void> {
+    this.#state = State.Draining
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(resolve, spread + this._closeTimeout + this.#shutdownTimeout, false)
+    })
+    if (spread === 0) {
+      for (const connection of this.#connections) connection._goAway(code)
+    } else {
+      await this.#drain(spread, code)
+    }
     this.#state = State.Terminating
     clearInterval(this.#heartbeat)
     clearTimeout(this.#pressure)
-    for (const connection of this.#connections) connection._goAway()
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<false>((resolve) => {
-      timer = setTimeout(resolve, this._closeTimeout + this.#shutdownTimeout, false)
-    })
     const abandoned: Record<string, number> = {}
     const wait = async (pending: Promise<unknown> | undefined, what: string): Promise<void> => {
       if (pending === undefined) return
@@ -250,10 +287,39 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
     await wait(invoke(this.#handler, this.#handler.onTerminate, this, { type: 'terminate' }, this, ErrCode.SERVER_TERMINATE_FAILED), 'onTerminate of the server')
     clearTimeout(timer)
     if (Object.keys(abandoned).length !== 0) {
-      this._log.warn({ abandoned, path: this.#path }, 'fastify-wss: shutdown did not wait for callbacks still pending after closeTimeout + shutdownTimeout')
+      this._log.warn({ abandoned, path: this.#path }, 'fastify-wss: shutdown did not wait for callbacks still pending after spread + closeTimeout + shutdownTimeout')
     }
     this.#ws.close()
     this.#state = State.Terminated
+  }
+
+  /**
+   * Closes the open connections with `code`, each at a moment drawn
+   * uniformly within `spread` ms: the moments are sorted, the connections
+   * shuffled, and one timer walks them. Resolves once every connection was
+   * sent its close (or had closed by itself). Meanwhile the heartbeat and the
+   * server budget still run.
+   */
+  async #drain (spread: number, code: number): Promise<void> {
+    const connections = Array.from(this.#connections)
+    for (let i = connections.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      const swapped = connections[i]
+      connections[i] = connections[j]
+      connections[j] = swapped
+    }
+    const moments = connections.map(() => Math.random() * spread).sort((a, b) => a - b)
+    const started = performance.now()
+    let next = 0
+    await new Promise<void>((resolve) => {
+      const step = (): void => {
+        const elapsed = performance.now() - started
+        while (next < connections.length && moments[next] <= elapsed) connections[next++]._goAway(code)
+        if (next === connections.length) resolve()
+        else setTimeout(step, moments[next] - elapsed)
+      }
+      step()
+    })
   }
 
   /** @internal The app closes: the handshakes whose onConnection has not answered are dropped. */
@@ -289,7 +355,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
    * A synchronous onConnection is called and answered in the same tick.
    */
   _admit (request: FastifyRequest, reply: FastifyReply, socket: Duplex, head: Buffer, done: (error?: Error) => void): void {
-    if (this.#state !== State.Open) return done(new WssUnavailableError('is terminated'))
+    if (this.#state !== State.Open) return done(gone(reply))
     if (this.#connections.size + this.#handshakes.size + this.#closedHolding.size >= this.#maxConnections) {
       return done(new WssUnavailableError('has reached maxConnections'))
     }
@@ -328,7 +394,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
     // From here on the handler gets its onTerminate, whatever happens to the upgrade.
     if (this.#state !== State.Open) {
       this.#neverOpened(handler, connectionRequest)
-      return done(new WssUnavailableError('is terminated'))
+      return done(gone(reply))
     }
     if (socket.destroyed || !socket.writable) {
       this.#neverOpened(handler, connectionRequest)
@@ -376,11 +442,13 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
    */
   #serverError (errCode: number, error: Error): void {
     if (typeof this.#handler.onError === 'function') this._fail(errCode, error)
+    else this._meter.error(errCode, error, undefined)
   }
 
   #accept (socket: WebSocket, handler: ConnectionHandler<D, M>, request: ConnectionRequest, transport: Duplex, injected: boolean): void {
     const connection = new WebSocketConnection<D, M>(this, socket, handler, request, transport)
     this.#connections.add(connection)
+    this._meter.opened(connection)
     this.#unfinished.add(connection)
     // `await app.injectWS()` resumes after the client's 'open': what onOpen
     // sends must wait until the test had its turn to listen for it.
@@ -412,7 +480,7 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
    */
   _hold (delta: number, connection: WebSocketConnection<D, M>): void {
     this.#held += delta
-    if (delta <= 0 || this.#held <= this.#maxHeld || this.#state !== State.Open) return
+    if (delta <= 0 || this.#held <= this.#maxHeld || this.#state > State.Draining) return
     this.#press(connection)
     this.#pressure ??= setTimeout(this.#relieve, 100)
   }
@@ -467,7 +535,14 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
 
   /** @internal An error of the server itself. */
   _fail (errCode: number, error: unknown): void {
-    this._report({ type: 'error', errors: [errorEntry(errCode, toError(error))] })
+    const err = toError(error)
+    this._meter.error(errCode, err, undefined)
+    this._report({ type: 'error', errors: [errorEntry(errCode, err)] })
+  }
+
+  /** @internal An upgrade request on the route was answered with `status` instead of 101. */
+  _refused (request: FastifyRequest, status: number): void {
+    this._meter.refused(request, status)
   }
 
   /**
@@ -497,6 +572,17 @@ export class WebSocketServer<D extends DataType = DataType, M extends MessageTyp
     connection._suppressed = 0
     this._log.warn({ errCode: entry.errCode, connectionId: connection.id, suppressed }, `fastify-wss: ${entry.message}`)
   }
+}
+
+/**
+ * The refusal of an upgrade to a terminated server: 503, with `Retry-After: 1`
+ * (seconds). A client should try again soon: the load balancer sends it to
+ * another instance, or to this one once it has restarted; refusing costs the
+ * terminated server nothing.
+ */
+function gone (reply: FastifyReply): Error {
+  reply.header('retry-after', '1')
+  return new WssUnavailableError('is terminated')
 }
 
 function openLater (connection: WebSocketConnection<any, any>): void {

@@ -12,6 +12,7 @@ import {
   WssInvalidConnectionHandlerError,
   WssInvalidJsonError,
   WssInvalidOptionError,
+  WssInvalidShutdownError,
   WssInvalidTopicError,
   WssNotSerializableError,
   WssNotWebSocketError,
@@ -36,6 +37,7 @@ describe('error classes', () => {
     expect(new WssCloseMessageTooLongError(200)).type.not.toBe<any>()
     expect(new WssInvalidTopicError('""')).type.not.toBe<any>()
     expect(new WssAdapterError('x')).type.not.toBe<any>()
+    expect(new WssInvalidShutdownError('"code"', 'x')).type.not.toBe<any>()
   })
 
   test('an instance is a FastifyError with its own code and, where set, its status', () => {
@@ -53,6 +55,7 @@ describe('error classes', () => {
     expect(new WssCloseMessageTooLongError(200)).type.toBe<FastifyError & { code: 'FST_WSS_CLOSE_MESSAGE_TOO_LONG', statusCode: 500 }>()
     expect(new WssInvalidTopicError('x')).type.toBe<FastifyError & { code: 'FST_WSS_INVALID_TOPIC', statusCode: 500 }>()
     expect(new WssAdapterError('x')).type.toBe<FastifyError & { code: 'FST_WSS_ADAPTER_ERROR' }>()
+    expect(new WssInvalidShutdownError('"code"', 'x')).type.toBe<FastifyError & { code: 'FST_WSS_INVALID_SHUTDOWN', statusCode: 500 }>()
   })
 
   test('code is a string literal and message a string', () => {
@@ -79,6 +82,7 @@ describe('error classes', () => {
     expect<ConstructorParameters<typeof WssCloseMessageTooLongError>>().type.toBe<[bytes: number]>()
     expect<ConstructorParameters<typeof WssInvalidTopicError>>().type.toBe<[topic: string]>()
     expect<ConstructorParameters<typeof WssAdapterError>>().type.toBe<[reason: string, options?: { cause: unknown }]>()
+    expect<ConstructorParameters<typeof WssInvalidShutdownError>>().type.toBe<[what: string, problem: string]>()
   })
 
   test('wrong arguments are compile errors', () => {

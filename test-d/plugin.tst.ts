@@ -90,6 +90,15 @@ describe('the package', () => {
     expect(app.register).type.toBeCallableWith(wssPlugin, { handler: { onConnection: () => null }, ...defaults, heartbeat: { interval: defaults.heartbeat.interval } })
   })
 
+  test('shutdown takes an optional spread and a code of 1001 or 1012', () => {
+    const handler = { onConnection: () => null }
+    expect(app.register).type.toBeCallableWith(wssPlugin, { handler, shutdown: { spread: 30_000, code: 1012 } })
+    expect(app.register).type.toBeCallableWith(wssPlugin, { handler, shutdown: {} })
+    expect(app.register).type.not.toBeCallableWith(wssPlugin, { handler, shutdown: { code: 1000 } })
+    expect(app.register).type.not.toBeCallableWith(wssPlugin, { handler, shutdown: 30_000 })
+    expect(defaults.shutdown).type.toBe<{ readonly spread: 0, readonly code: 1001 }>()
+  })
+
   test('rateLimit takes max, timeWindow and an optional action', () => {
     const limit: RateLimit = { max: 10, timeWindow: 1000 }
     expect(limit.action).type.toBe<'pause' | 'close' | undefined>()

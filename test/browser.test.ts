@@ -107,7 +107,7 @@ t.test('the chat pages reconnect by themselves when the server restarts, and mes
   await ada.screenshot({ path: screenshotPath(t, 'ada') })
 })
 
-t.test('the dashboard page shows the values the server pushes, updated live', options, async (t) => {
+t.test('the dashboard page shows the values the server pushes, and the counters it scrapes from /metrics, updated live', options, async (t) => {
   const { host } = await runExample(t, 'example/dashboard/server.js')
   const { newPage } = await launch(t)
   const page = await newPage()
@@ -124,5 +124,17 @@ t.test('the dashboard page shows the values the server pushes, updated live', op
   t.match(await page.textContent('#loopDelay'), /^\d+\.\dms$/)
   const points = await page.$eval('[data-metric="rss"] polyline', (line) => line.getAttribute('points')?.split(' ').length)
   t.ok((points ?? 0) >= 2, 'the sparkline has a point per update')
-  await page.screenshot({ path: screenshotPath(t, 'dashboard') })
+
+  // the server's counters, scraped from /metrics by the page
+  const counter = async (name: string): Promise<number> => Number(await page.textContent(`#${name}`))
+  // the first scrape may come before the page's WebSocket is open: the next ones show it
+  await page.waitForFunction(() => document.getElementById('fastify_wss_connections')?.textContent === '1' &&
+    document.getElementById('fastify_wss_messages_received_total')?.textContent === '1')
+  t.equal(await page.textContent('#fastify_wss_connections'), '1', 'the page\'s own connection')
+  t.equal(await counter('fastify_wss_messages_received_total'), 1, 'its subscribe message')
+  const sent = await counter('fastify_wss_messages_sent_total')
+  await page.waitForFunction((sent) => Number(document.getElementById('fastify_wss_messages_sent_total')?.textContent) > sent, sent)
+  t.ok(await counter('fastify_wss_messages_sent_total') > sent, 'messages sent goes up with each update pushed')
+  t.match(await page.textContent('#fastify_wss_bytes_sent_total'), /^\d+\.\dKiB$/)
+  await page.screenshot({ path: screenshotPath(t, 'dashboard'), fullPage: true })
 })

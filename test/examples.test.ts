@@ -129,3 +129,84 @@ t.test('the dashboard example publishes metrics every second to the subscribers 
   t.match(second, shape)
   t.equal(second.tick, (first.tick as number) + 1, 'the counter goes up by one at each update')
 })
+
+/** The samples of a Prometheus text exposition, by name with its labels: `name` or `name{label="value"}`. */
+function samples (text: string): Map<string, number> {
+  const found = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line)
+    if (match !== null) found.set(match[1], Number(match[2]))
+  }
+  return found
+}
+
+async function scrape (host: string): Promise<{ text: string, values: Map<string, number> }> {
+  const response = await fetch(`http://${host}/metrics`)
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`)
+  if (!/^text\/plain; version=0\.0\.4/.test(response.headers.get('content-type') ?? '')) throw new Error('not the Prometheus text format')
+  const text = await response.text()
+  return { text, values: samples(text) }
+}
+
+t.test('the dashboard example serves the fastify_wss_* metrics at /metrics in the Prometheus text format, with HELP and TYPE, collected from wss.stats()', async (t) => {
+  const { host } = await runExample(t, 'example/dashboard/server.js')
+  const { text, values } = await scrape(host)
+  const types = {
+    fastify_wss_connections: 'gauge',
+    fastify_wss_connections_accepted_total: 'counter',
+    fastify_wss_refused_total: 'counter',
+    fastify_wss_closed_total: 'counter',
+    fastify_wss_messages_received_total: 'counter',
+    fastify_wss_messages_sent_total: 'counter',
+    fastify_wss_bytes_received_total: 'counter',
+    fastify_wss_bytes_sent_total: 'counter',
+    fastify_wss_dropped_total: 'counter',
+    fastify_wss_rate_limited_total: 'counter',
+    fastify_wss_errors_total: 'counter'
+  }
+  for (const [name, type] of Object.entries(types)) {
+    t.match(text, new RegExp(`^# HELP ${name} \\S.+$`, 'm'), `${name} has a HELP text`)
+    t.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `${name} is a ${type}`)
+  }
+  for (const name of ['fastify_wss_connections', 'fastify_wss_connections_accepted_total', 'fastify_wss_messages_received_total',
+    'fastify_wss_messages_sent_total', 'fastify_wss_bytes_received_total', 'fastify_wss_bytes_sent_total',
+    'fastify_wss_dropped_total', 'fastify_wss_rate_limited_total']) {
+    t.equal(values.get(name), 0, `${name} starts at 0`)
+  }
+  t.match(text, /^process_cpu_user_seconds_total /m, 'the default metrics of the process are there too')
+})
+
+t.test('the numbers of /metrics move after clients connect, send, break a limit and leave', async (t) => {
+  const { host } = await runExample(t, 'example/dashboard/server.js')
+  const a = await connect(t, `ws://${host}/live`)
+  const b = await connect(t, `ws://${host}/live`)
+  const wrong = JSON.stringify({ subscribe: 'weather' }) // answered with an error message
+  a.send(wrong)
+  b.send(wrong)
+  await Promise.all([messages(a, 1), messages(b, 1)])
+  let { values } = await scrape(host)
+  t.equal(values.get('fastify_wss_connections'), 2)
+  t.equal(values.get('fastify_wss_connections_accepted_total'), 2)
+  t.equal(values.get('fastify_wss_messages_received_total'), 2)
+  t.equal(values.get('fastify_wss_bytes_received_total'), 2 * Buffer.byteLength(wrong))
+  t.ok((values.get('fastify_wss_messages_sent_total') ?? 0) >= 2, 'the answers count as sent')
+  t.ok((values.get('fastify_wss_bytes_sent_total') ?? 0) > 0)
+
+  // past the example's maxPayload of 1024 bytes: closed with 1009, errCode 401
+  const gone = closed(a)
+  a.send('x'.repeat(2000))
+  t.equal((await gone).code, 1009)
+  b.close(1000)
+  await closed(b)
+  for (let i = 0; i < 100; i++) {
+    values = (await scrape(host)).values
+    if (values.get('fastify_wss_connections') === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.equal(values.get('fastify_wss_connections'), 0, 'both left')
+  // ws stops reading a connection once it has sent the 1009, so the echo of its close frame is never read: 1006
+  t.same(Object.fromEntries([...values].filter(([name]) => name.startsWith('fastify_wss_closed_total'))),
+    { 'fastify_wss_closed_total{code="1006"}': 1, 'fastify_wss_closed_total{code="1000"}': 1 })
+  t.equal(values.get('fastify_wss_errors_total{errcode="401"}'), 1)
+  t.equal(values.get('fastify_wss_connections_accepted_total'), 2, 'a counter does not go down')
+})

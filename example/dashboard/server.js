@@ -1,11 +1,15 @@
 // A live dashboard: every second the server publishes a few figures of its
 // own process to the topic 'metrics'; the page subscribes with
-// { "subscribe": "metrics" } and draws them. Run: npm run build && node
+// { "subscribe": "metrics" } and draws them. The WebSocket server's counters
+// (wss.stats()) are served at /metrics in the Prometheus text format, and
+// the page scrapes a few of them every second. Run: npm run build && node
 // example/dashboard/server.js, then open http://127.0.0.1:3000/ (PORT, HOST).
 import { readFile } from 'node:fs/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import wssPlugin from 'fastify-wss'
+import client from 'prom-client'
+import { metricsRoute, wssMetrics } from './metrics.js'
 
 const TOPICS = ['metrics']
 const MiB = 1024 * 1024
@@ -72,6 +76,11 @@ await app.register(wssPlugin, {
   maxPayload: 1024
 })
 app.get('/', (request, reply) => reply.type('text/html; charset=utf-8').send(page))
+
+const registry = new client.Registry()
+client.collectDefaultMetrics({ register: registry }) // the process: CPU, memory, event loop, GC
+wssMetrics(app.wss, registry)
+metricsRoute(app, registry)
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => app.close())
