@@ -18,6 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { buildBaseline } from './baseline.js'
 import { renderChart, renderMarkdown } from './report.js'
 
 const here = (file) => fileURLToPath(new URL(file, import.meta.url))
@@ -26,7 +27,11 @@ const DURATION = Number(process.env.DURATION ?? 3000)
 const WARMUP = Number(process.env.WARMUP ?? 300)
 const PROFILE = process.env.PROFILE === '1'
 const allVariants = ['fastify-wss', 'ws', '@fastify/websocket', 'socket.io']
-const variants = process.env.VARIANTS ? process.env.VARIANTS.split(',') : allVariants
+// BASELINE=<commit>: fastify-wss as built from that commit runs beside the working tree
+const BASELINE = process.env.BASELINE
+const variants = process.env.VARIANTS
+  ? process.env.VARIANTS.split(',')
+  : BASELINE ? ['fastify-wss', 'fastify-wss (baseline)', 'ws'] : allVariants
 const notes = []
 
 const TEXT = 'x'.repeat(64)
@@ -362,6 +367,12 @@ const machine = {
 console.log(`${machine.cpus} × ${machine.cpu}, ${machine.memory}, Node ${machine.node}, load ${machine.loadBefore}`)
 console.log(`scenarios: ${selected.join(', ')}; variants: ${variants.join(', ')}; ${ROUNDS} rounds\n`)
 
+if (BASELINE) {
+  buildBaseline(BASELINE)
+  machine.baseline = execFileSync('git', ['rev-parse', '--short', BASELINE], { encoding: 'utf8' }).trim()
+  console.log(`baseline: fastify-wss at ${machine.baseline}, built into bench/baseline/dist`)
+}
+
 const started = performance.now()
 const samples = []
 for (const name of selected) {
@@ -394,7 +405,7 @@ machine.loadAfter = os.loadavg().map((l) => l.toFixed(2)).join(' ')
 const rows = summarize(samples)
 const results = {
   date: new Date().toISOString(),
-  command: `ROUNDS=${ROUNDS} node bench/run.js${names.length ? ' ' + names.join(' ') : ''}`,
+  command: `${BASELINE ? `BASELINE=${BASELINE} ` : ''}ROUNDS=${ROUNDS} node bench/run.js${names.length ? ' ' + names.join(' ') : ''}`,
   settings: { rounds: ROUNDS, duration: DURATION, warmup: WARMUP },
   machine,
   seconds: Math.round((performance.now() - started) / 1000),
@@ -409,7 +420,7 @@ writeFileSync(here('results.json'), JSON.stringify(results, null, 2) + '\n')
 writeFileSync(here('results.md'), markdown)
 const svg = renderChart(results)
 writeFileSync(here('chart.svg'), svg)
-if (names.length === 0 && !process.env.VARIANTS) {
+if (names.length === 0 && !process.env.VARIANTS && !BASELINE) {
   mkdirSync(here('../docs'), { recursive: true })
   writeFileSync(here('../docs/bench-chart.svg'), svg)
 }

@@ -27,25 +27,9 @@ const schema = process.env.BENCH_SCHEMA === '1' ? { message: item, send: item } 
 
 /** Every variant does the same work: a message arrives as a string (or a parsed value) and is sent back. */
 const variants = {
-  async 'fastify-wss' () {
-    const { default: Fastify } = await import('fastify')
-    const { wssPlugin } = await import('fastify-wss')
-    class Echo {
-      onMessage (ws, event) { ws.send(event.data) }
-    }
-    const app = Fastify()
-    await app.register(wssPlugin, {
-      path: '/',
-      dataType,
-      schema,
-      handler: { onConnection: () => new Echo() }
-    })
-    await app.listen({ port: 0, host })
-    return {
-      port: app.server.address().port,
-      broadcast: (message) => app.wss.broadcast(message)
-    }
-  },
+  'fastify-wss': () => fastifyWss('fastify-wss'),
+  // BASELINE=<commit> in bench/run.js: the package as built from that commit
+  'fastify-wss (baseline)': () => fastifyWss(new URL('baseline/dist/index.js', import.meta.url).href),
 
   async ws () {
     const { WebSocketServer } = await import('ws')
@@ -95,6 +79,27 @@ const variants = {
       port: http.address().port,
       broadcast: (message) => io.emit('message', message)
     }
+  }
+}
+
+/** fastify-wss from `specifier` (the package, or a baseline build), echoing each message. */
+async function fastifyWss (specifier) {
+  const { default: Fastify } = await import('fastify')
+  const { wssPlugin } = await import(specifier)
+  class Echo {
+    onMessage (ws, event) { ws.send(event.data) }
+  }
+  const app = Fastify()
+  await app.register(wssPlugin, {
+    path: '/',
+    dataType,
+    schema,
+    handler: { onConnection: () => new Echo() }
+  })
+  await app.listen({ port: 0, host })
+  return {
+    port: app.server.address().port,
+    broadcast: (message) => app.wss.broadcast(message)
   }
 }
 
