@@ -33,11 +33,12 @@
 //
 // Writes bench/deploy-results.json, bench/deploy-results.md and
 // bench/deploy-chart.svg; a run with the default setups and clients (any
-// ROUNDS) also writes docs/deploy-chart.svg.
+// ROUNDS) also writes docs/deploy-chart.svg. `node bench/deploy.js render`
+// writes the Markdown and the charts again from bench/deploy-results.json.
 import { execFileSync, fork, spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
@@ -52,6 +53,7 @@ const clock = () => Number(process.hrtime.bigint()) / 1e6
 const role = process.argv[2]
 if (role === 'server') await runServer(process.argv[3], Number(process.argv[4]))
 else if (role === 'clients') await runClients(Number(process.argv[3]), Number(process.argv[4]))
+else if (role === 'render') write(JSON.parse(readFileSync(new URL('deploy-results.json', import.meta.url), 'utf8')))
 else await main()
 
 // ---------------------------------------------------------------- node A or B
@@ -103,6 +105,13 @@ async function runServer (variant, spread) {
   const server = await servers[variant]()
   const delay = monitorEventLoopDelay({ resolution: 10 })
   let window
+  // Garbage collections during the window: the longest pause and the total.
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      window.gcMax = Math.max(window.gcMax, entry.duration)
+      window.gcTotal += entry.duration
+    }
+  })
 
   process.on('message', async ({ id, cmd }) => {
     switch (cmd) {
@@ -110,7 +119,8 @@ async function runServer (variant, spread) {
         delay.reset()
         delay.enable()
         const first = { t: performance.now(), cpu: process.cpuUsage() }
-        window = { first, last: first, peak: 0 }
+        window = { first, last: first, peak: 0, gcMax: 0, gcTotal: 0 }
+        gc.observe({ entryTypes: ['gc'] })
         // The busiest slice of about 100 ms: CPU time over wall time between two samples.
         window.timer = setInterval(() => {
           const sample = { t: performance.now(), cpu: process.cpuUsage() }
@@ -128,6 +138,7 @@ async function runServer (variant, spread) {
       }
       case 'stop': {
         delay.disable()
+        gc.disconnect()
         clearInterval(window.timer)
         const end = { t: performance.now(), cpu: process.cpuUsage() }
         const cpu = cpuMs(window.first.cpu, end.cpu)
@@ -138,6 +149,8 @@ async function runServer (variant, spread) {
           cpu,
           cpuAverage: cpu / (end.t - window.first.t),
           cpuPeak: Math.max(window.peak, cpuMs(window.last.cpu, end.cpu) / (end.t - window.last.t)),
+          gcMax: window.gcMax,
+          gcTotal: window.gcTotal,
           connections: server.connections()
         })
         break
@@ -263,7 +276,6 @@ async function runClients (portA, portB) {
 // ---------------------------------------------------------------- main
 
 async function main () {
-  const here = (file) => fileURLToPath(new URL(file, import.meta.url))
   const CLIENTS = Number(process.env.CLIENTS ?? 10_000)
   const LOADGENS = Number(process.env.LOADGENS ?? 4)
   const SPREADS = (process.env.SPREAD ?? '0,10000').split(',').map(Number)
@@ -404,6 +416,8 @@ async function main () {
         cpu: onB.cpu,
         cpuAverage: onB.cpuAverage,
         cpuPeak: onB.cpuPeak,
+        gcMax: onB.gcMax,
+        gcTotal: onB.gcTotal,
         connectionsOnB: onB.connections,
         closeTook: aClosed === undefined ? NaN : aClosed.t - closedAt,
         closeError: aClosed?.error,
@@ -454,6 +468,7 @@ async function main () {
   const results = {
     date: new Date().toISOString(),
     command: `${env.map((name) => `${name}=${process.env[name]} `).join('')}node bench/deploy.js`,
+    defaults,
     settings: { clients: CLIENTS, loadgens: LOADGENS, spreads: SPREADS, variants: VARIANTS, rounds: ROUNDS, backoff: { base: BACKOFF_BASE, cap: BACKOFF_CAP, jitter: [0.8, 1.2] } },
     machine,
     seconds: Math.round((performance.now() - started) / 1000),
@@ -461,13 +476,19 @@ async function main () {
     notes,
     samples
   }
+  write(results)
+}
+
+/** The results as bench/deploy-results.{json,md}, bench/deploy-chart.svg, and docs/deploy-chart.svg for the default setups. */
+function write (results) {
+  const here = (file) => fileURLToPath(new URL(file, import.meta.url))
   const markdown = renderMarkdown(results)
   console.log('\n' + markdown)
   writeFileSync(here('deploy-results.json'), JSON.stringify(results, null, 2) + '\n')
   writeFileSync(here('deploy-results.md'), markdown)
   const svg = renderChart(results)
   writeFileSync(here('deploy-chart.svg'), svg)
-  if (defaults && notes.length === 0) {
+  if (results.defaults && results.notes.length === 0) {
     mkdirSync(here('../docs'), { recursive: true })
     writeFileSync(here('../docs/deploy-chart.svg'), svg)
   }
@@ -553,6 +574,7 @@ function renderMarkdown (results) {
     const codes = Object.entries(s.codes).map(([code, n]) => `${code} × ${n}`).join(', ')
     return `- ${s.setup}${settings.rounds > 1 ? `, round ${s.round + 1}` : ''}: close codes at the clients ${codes}; failed handshakes: ${failures};` +
       ` ${s.attempts} tries for ${s.back} reconnections${s.dropped ? `, ${s.dropped} dropped by B` : ''};` +
+      (s.gcMax === undefined ? '' : ` B's longest GC pause ${fmt(s.gcMax, 0)} ms (${fmt(s.gcTotal, 0)} ms in all);`) +
       ` accept-queue overflows (machine-wide) ${fmt(s.overflowed, 0)}${s.closeError ? `; A's close rejected with ${s.closeError}` : ''}; load average ${s.loadAt} at the start`
   })
   out.push(...details, '')
@@ -571,16 +593,17 @@ function renderChart (results) {
   const colors = { '@fastify/websocket': '#2da44e', ws: '#6e7781' }
   let spreads = 0
   const color = Object.fromEntries(rows.map((row) => [row.setup, colors[row.setup] ?? palette[spreads++ % palette.length]]))
-  const width = 760
+  const width = 860
   const left = 200
-  const plot = width - left - 90
+  const plot = width - left - 190
   const bar = 16
   const out = []
   let y = 20
   out.push(`<text x="${left}" y="${y}" font-size="14" font-weight="600">Node A closes, ${results.settings.clients.toLocaleString('en-US')} clients reconnect to node B (lower is better)</text>`)
   y += 18
-  out.push(`<text x="${left}" y="${y}" class="v">${escape(results.machine.cpus)} × ${escape(results.machine.cpu)}, Node ${escape(results.machine.node)}, load average ${escape(results.machine.loadBefore)}; ` +
-    `backoff 250 ms × 2^n up to 10 s, jitter ±20 %${results.settings.rounds > 1 ? `; medians of ${results.settings.rounds} rounds` : ''}</text>`)
+  out.push(`<text x="${left}" y="${y}" class="v">${escape(results.machine.cpus)} × ${escape(results.machine.cpu)}, Node ${escape(results.machine.node)}, load average ${escape(results.machine.loadBefore)}${results.settings.rounds > 1 ? `; medians of ${results.settings.rounds} rounds` : ''}</text>`)
+  y += 14
+  out.push(`<text x="${left}" y="${y}" class="v">Reconnection backoff 250 ms × 2^n, at most 10 s, × 0.8–1.2; fastify-wss with shutdown: { spread } in ms</text>`)
   y += 24
 
   const panel = (title, unit, main, light, lightName) => {
