@@ -18,7 +18,7 @@ import type {
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DataType, PoisoningAction } from './codec.js'
-import { WssAlreadyRegisteredError } from './errors.js'
+import { WssAlreadyRegisteredError, WssInvalidOptionError } from './errors.js'
 import { resolveOptions, type WssPluginOptions } from './options.js'
 import { compileSchemas, type MessageSchemas } from './schema.js'
 import { WebSocketServer } from './server.js'
@@ -30,6 +30,7 @@ const kAdmission = Symbol('fastify-wss.admission')
 const plugin: FastifyPluginAsync<WssPluginOptions> = async function fastifyWss (fastify, opts) {
   if (fastify.hasDecorator('wss')) throw new WssAlreadyRegisteredError()
   const options = resolveOptions(opts)
+  checkDrain(options.shutdown.spread, options.closeTimeout, fastify.initialConfig.pluginTimeout)
   const upgrades = Upgrades.of(fastify.server)
   if (upgrades.dispatch === undefined) await takeUpgrades(fastify, upgrades)
   if (fastify.hasDecorator('websocketServer')) guardWebSocketRoutes(fastify)
@@ -125,6 +126,18 @@ async function takeUpgrades (fastify: FastifyInstance, upgrades: Upgrades): Prom
   // On the root too, so that tests reach every server from the app they hold.
   const root = rootOf(fastify)
   if (!root.hasDecorator('injectWS')) root.decorate('injectWS', fastify.injectWS)
+}
+
+/**
+ * Fastify bounds the whole of `app.close()` up to the HTTP server's close,
+ * preClose hooks included, by its `pluginTimeout`: a drain spread over that
+ * long makes `app.close()` reject, so it is refused at register.
+ */
+function checkDrain (spread: number, closeTimeout: number, pluginTimeout: number | undefined): void {
+  if (spread === 0 || pluginTimeout === undefined || pluginTimeout === 0 || spread + closeTimeout < pluginTimeout) return
+  throw new WssInvalidOptionError('shutdown.spread',
+    `plus closeTimeout (${closeTimeout} ms) must stay under Fastify's pluginTimeout (${pluginTimeout} ms), which bounds app.close(): ` +
+    `create the app with Fastify({ pluginTimeout }) above spread + closeTimeout + shutdownTimeout, got ${spread}`)
 }
 
 /** A route hook option as an array: none, one, or several. */

@@ -180,11 +180,24 @@ t.test('register rejects an invalid shutdown option, naming the key, and accepts
   for (const code of [1000, 1006, 4000, '1001', null]) await rejectsOption(t, { code }, 'shutdown.code')
 
   for (const shutdown of [{}, { spread: 0, code: 1001 }, { spread: 2 ** 31 - 1 }, { code: 1012 }] as const) {
-    const app = Fastify()
+    const app = Fastify({ pluginTimeout: 0 })
     t.teardown(() => app.close())
     await app.register(wssPlugin, { handler: counting().handler, shutdown })
     await app.ready()
   }
+})
+
+t.test("register refuses a spread that, with closeTimeout, reaches Fastify's pluginTimeout, which bounds app.close()", async (t) => {
+  const refused = Fastify({ pluginTimeout: 10_000 })
+  t.teardown(() => refused.close())
+  await t.rejects(async () => {
+    await refused.register(wssPlugin, { handler: counting().handler, shutdown: { spread: 5000 }, closeTimeout: 5000 })
+  }, { code: 'FST_WSS_INVALID_OPTION', message: /option "shutdown.spread" plus closeTimeout \(5000 ms\) must stay under Fastify's pluginTimeout \(10000 ms\)/ })
+  const raised = Fastify({ pluginTimeout: 30_000 })
+  t.teardown(() => raised.close())
+  await raised.register(wssPlugin, { handler: counting().handler, shutdown: { spread: 5000 }, closeTimeout: 5000 })
+  await raised.ready()
+  t.equal(raised.wss.terminated, false, 'a pluginTimeout above the spread and closeTimeout takes it')
 })
 
 t.test('wss.terminate() with an invalid spread or code throws FST_WSS_INVALID_SHUTDOWN (a RangeError) and closes nothing', async (t) => {
