@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
 import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { noop, publishing, subscribing, whenUp, Wire } from './redis-shared.js'
 
 /** Options of {@link redisAdapter}: a `url` or a `client`. */
 export interface RedisAdapterOptions {
@@ -19,21 +19,6 @@ export interface RedisAdapterOptions {
    */
   channelPrefix?: string
 }
-
-/** Length of the node id that starts every message: a node ignores its own messages. */
-const ID_LENGTH = 8
-/** A message: one flags byte (1 = binary frame), the node id, then the encoded payload. */
-const HEADER_LENGTH = 1 + ID_LENGTH
-
-/** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
-const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-/**
- * Subscribing: subscriptions wait for the connection. The adapter restores
- * them itself after a reconnection: ioredis's own resubscription leaves its
- * promise unhandled, which rejects when the connection closes before Redis
- * answers.
- */
-const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false }
 
 interface Links {
   node: AdapterNode
@@ -90,12 +75,8 @@ export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
 class RedisAdapter implements WssAdapter {
   readonly #connect: (options: RedisOptions) => Redis
   readonly #prefix: string
-  /** The broadcast channel of the server, known at `open`. */
-  #broadcast = ''
-  /** What the channel of each topic starts with, known at `open`. */
-  #topicPrefix = ''
-  /** The header of this node's text and binary messages. */
-  readonly #headers: [Buffer, Buffer]
+  /** The channels of the server and the framing of this node's messages, known at `open`. */
+  #wire: Wire | undefined
   #links: Links | undefined
   #closing = false
   /** The channels the subscribing connection is to be subscribed to: the broadcast channel and those of the topics with local subscribers. */
@@ -106,8 +87,6 @@ class RedisAdapter implements WssAdapter {
   constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
     this.#connect = connect
     this.#prefix = prefix
-    const id = randomBytes(ID_LENGTH)
-    this.#headers = [Buffer.concat([Buffer.from([0]), id]), Buffer.concat([Buffer.from([1]), id])]
   }
 
   /** Opens both connections; resolves once subscribed to the broadcast channel, or when Redis cannot be reached (the connections keep retrying). */
@@ -115,19 +94,17 @@ class RedisAdapter implements WssAdapter {
     if (this.#links !== undefined) {
       throw new WssAdapterError('a redisAdapter() serves one server: create one for each server')
     }
-    const base = `${this.#prefix}${channelRoute(node.route)}#`
-    this.#broadcast = `${base}broadcast`
-    this.#topicPrefix = `${base}topic:`
+    const wire = this.#wire = new Wire(this.#prefix, node.route)
     const pub = this.#watch(this.#connect(publishing), 'publishing', node)
     const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
     this.#links = { node, pub, sub }
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#receive(node, channel, message))
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => wire.receive(node, channel, message))
     let connected = false
     sub.on('ready', () => {
       if (connected) this.#resubscribe()
       connected = true
     })
-    const subscribed = this.#command('subscribe', this.#broadcast)
+    const subscribed = this.#command('subscribe', wire.broadcast)
     const [, up] = await Promise.all([whenUp(pub), whenUp(sub)])
     if (up) await subscribed
   }
@@ -140,18 +117,18 @@ class RedisAdapter implements WssAdapter {
       this.#unsent++
       return
     }
-    const channel = message.topic === undefined ? this.#broadcast : this.#topicPrefix + message.topic
-    const header = this.#headers[message.binary ? 1 : 0]
-    links.pub.publish(channel, Buffer.concat([header, message.payload], header.length + message.payload.length))
+    const wire = this.#wire as Wire
+    const channel = wire.channel(message.topic)
+    links.pub.publish(channel, wire.frame(message))
       .catch(this.#failure('publish to', channel))
   }
 
   subscribe (topic: string): void {
-    this.#command('subscribe', this.#topicPrefix + topic)
+    this.#command('subscribe', (this.#wire as Wire).channel(topic))
   }
 
   unsubscribe (topic: string): void {
-    this.#command('unsubscribe', this.#topicPrefix + topic)
+    this.#command('unsubscribe', (this.#wire as Wire).channel(topic))
   }
 
   /** After a reconnection: one `SUBSCRIBE` to every channel (the commands queued during the outage are sent before it). */
@@ -219,45 +196,4 @@ class RedisAdapter implements WssAdapter {
     })
     return connection
   }
-
-  #receive (node: AdapterNode, channel: Buffer, message: Buffer): void {
-    const name = channel.toString()
-    if (message.length < HEADER_LENGTH || message[0] > 1) {
-      node.fail(new WssAdapterError(`ignored a message on "${name}" that no fastify-wss node published`))
-      return
-    }
-    const own = this.#headers[0]
-    if (message.compare(own, 1, HEADER_LENGTH, 1, HEADER_LENGTH) === 0) return
-    node.deliver({
-      topic: name === this.#broadcast ? undefined : name.slice(this.#topicPrefix.length),
-      payload: message.subarray(HEADER_LENGTH),
-      binary: message[0] === 1
-    })
-  }
 }
-
-/**
- * The route as it appears in a channel name: as it is, but for `%` and the
- * `#` that ends it, escaped, so that no two routes give the same channel.
- */
-function channelRoute (route: string): string {
-  return route.replace(/[%#]/g, (char) => char === '%' ? '%25' : '%23')
-}
-
-/** Resolves `true` when the connection is ready, `false` at its first error. */
-async function whenUp (connection: Redis): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const up = (): void => {
-      connection.off('error', down)
-      resolve(true)
-    }
-    const down = (): void => {
-      connection.off('ready', up)
-      resolve(false)
-    }
-    connection.once('ready', up)
-    connection.once('error', down)
-  })
-}
-
-function noop (): void {}
