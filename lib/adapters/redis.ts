@@ -1,9 +1,10 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis, type Cluster, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
 import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { RedisClusterAdapter } from './redis-cluster.js'
 import { noop, publishing, subscribing, whenUp, Wire } from './redis-shared.js'
 
-/** Options of {@link redisAdapter}: a `url` or a `client`. */
+/** Options of {@link redisAdapter}: a `url`, a `client` or a `cluster`. */
 export interface RedisAdapterOptions {
   /** A Redis URL such as `redis://127.0.0.1:6379`; the adapter opens and closes its own connections. */
   url?: string
@@ -12,6 +13,17 @@ export interface RedisAdapterOptions {
    * (`client.duplicate()`). The adapter never uses or closes this client itself.
    */
   client?: Redis
+  /**
+   * A Redis Cluster (Redis 7 or later): an `ioredis` `Cluster`, whose options
+   * the adapter's own connections copy (`cluster.duplicate()`, and
+   * `redisOptions` for its connections to each master; the adapter never uses
+   * or closes this `Cluster` itself), or its startup nodes
+   * (`[{ host, port }, ...]`, then the adapter opens and closes its own
+   * connections). Topics and broadcasts then travel over sharded Pub/Sub
+   * (`SPUBLISH` / `SSUBSCRIBE`): the channel of each topic, like the
+   * broadcast channel, lives on the shard that owns its slot.
+   */
+  cluster?: Cluster | ClusterNode[]
   /**
    * Prefix of the Redis channels, so that several apps can share one Redis.
    * Default `'fastify-wss:'`. The server's route follows it in each channel
@@ -45,6 +57,14 @@ interface Links {
  * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
+ * With `cluster`, the same over a Redis Cluster, with sharded Pub/Sub: each
+ * topic's channel, and the broadcast channel, lives on the shard that owns
+ * its slot, so each shard carries only the traffic of its own channels. Each
+ * node then opens one publishing and one subscribing connection to each
+ * master, follows failovers and slot moves by itself, and reports outages per
+ * connection as above. Order holds per channel: per topic, and among
+ * broadcasts.
+ *
  * `ioredis` (5.x or 6.x) is an optional peer dependency, needed only by this module.
  * @example
  * import Fastify from 'fastify'
@@ -60,12 +80,16 @@ interface Links {
  * // from an ioredis client of your own, which stays yours to close
  * const redis = new Redis({ host: 'redis.internal', password })
  * const adapter = redisAdapter({ client: redis, channelPrefix: 'my-app:' })
+ * @example
+ * // a Redis Cluster, from its startup nodes
+ * const adapter = redisAdapter({ cluster: [{ host: '10.0.0.1', port: 6379 }, { host: '10.0.0.2', port: 6379 }] })
  */
 export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
-  const { url, client, channelPrefix = 'fastify-wss:' } = options ?? {}
-  if ((url === undefined) === (client === undefined)) {
-    throw new WssInvalidOptionError('redisAdapter', 'needs either a "url" or a "client"')
+  const { url, client, cluster, channelPrefix = 'fastify-wss:' } = options ?? {}
+  if ([url, client, cluster].filter((source) => source !== undefined).length !== 1) {
+    throw new WssInvalidOptionError('redisAdapter', 'needs one of "url", "client" or "cluster"')
   }
+  if (cluster !== undefined) return new RedisClusterAdapter(cluster, channelPrefix)
   const connect = client === undefined
     ? (extra: RedisOptions) => new Redis(url as string, extra)
     : (extra: RedisOptions) => client.duplicate(extra)
