@@ -21,10 +21,12 @@ import wssPlugin, {
   type MessageData,
   type RateLimit,
   type WSSHandler,
+  type WssAdapter,
   type WssErrorEntry,
   type WssPluginOptions
 } from 'fastify-wss'
 import { redisAdapter } from 'fastify-wss/redis'
+import { Cluster, Redis } from 'ioredis'
 
 const app = Fastify()
 
@@ -163,6 +165,13 @@ describe('registration', () => {
   test('the adapter option takes a Redis adapter from fastify-wss/redis', () => {
     expect(app.register(wssPlugin, { handler: echo, adapter: redisAdapter({ url: 'redis://127.0.0.1:6379' }) })).type.not.toRaiseError()
     expect(app.register(wssPlugin, { handler: echo, adapter: { url: 'redis://127.0.0.1:6379' } })).type.toRaiseError()
+  })
+
+  test('redisAdapter takes a Redis Cluster: an ioredis Cluster or its startup nodes', () => {
+    expect(redisAdapter({ cluster: new Cluster([{ host: '127.0.0.1', port: 7000 }]) })).type.toBe<WssAdapter>()
+    expect(redisAdapter({ cluster: [{ host: '127.0.0.1', port: 7000 }, 7001, '127.0.0.1:7002'], channelPrefix: 'my-app:' })).type.toBe<WssAdapter>()
+    expect(redisAdapter({ cluster: new Redis() })).type.toRaiseError()
+    expect(redisAdapter({ cluster: 'redis://127.0.0.1:7000' })).type.toRaiseError()
   })
 
   test('a handler is required and needs onConnection', () => {
