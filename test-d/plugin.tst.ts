@@ -21,11 +21,13 @@ import wssPlugin, {
   type MessageData,
   type RateLimit,
   type WSSHandler,
+  type WssAdapter,
   type WssErrorEntry,
   type WssPlugin,
   type WssPluginOptions
 } from 'fastify-wss'
 import { redisAdapter, type RedisDurableOptions } from 'fastify-wss/redis'
+import { Cluster, Redis } from 'ioredis'
 
 const app = Fastify()
 
@@ -182,6 +184,13 @@ describe('registration', () => {
     expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: {} })).type.toRaiseError("Property 'maxLen' is missing")
     expect(redisAdapter({ url: 'redis://127.0.0.1:6379', durable: { maxLen: '10' } })).type.toRaiseError()
     expect<RedisDurableOptions>().type.toBe<{ maxLen: number, maxBuffered?: number }>()
+  })
+
+  test('redisAdapter takes a Redis Cluster: an ioredis Cluster or its startup nodes', () => {
+    expect(redisAdapter({ cluster: new Cluster([{ host: '127.0.0.1', port: 7000 }]) })).type.toBe<WssAdapter>()
+    expect(redisAdapter({ cluster: [{ host: '127.0.0.1', port: 7000 }, 7001, '127.0.0.1:7002'], channelPrefix: 'my-app:' })).type.toBe<WssAdapter>()
+    expect(redisAdapter({ cluster: new Redis() })).type.toRaiseError()
+    expect(redisAdapter({ cluster: 'redis://127.0.0.1:7000' })).type.toRaiseError()
   })
 
   test('a handler is required and needs onConnection', () => {

@@ -590,7 +590,7 @@ async function suite (bin: string): Promise<void> {
     for (const [durable, message] of cases) {
       t.throws(() => redisAdapter({ url, durable } as never), { code: 'FST_WSS_INVALID_OPTION', message: `fastify-wss: ${message}` })
     }
-    t.throws(() => redisAdapter({ url, durable: { maxLen: 10 }, cluster: {} } as never), {
+    t.throws(() => redisAdapter({ durable: { maxLen: 10 }, cluster: [{ host: '127.0.0.1', port: 7000 }] }), {
       code: 'FST_WSS_INVALID_OPTION',
       message: 'fastify-wss: option "durable" cannot be combined with "cluster" (Redis Cluster): use a single Redis server or a primary with replicas'
     })

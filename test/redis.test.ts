@@ -560,12 +560,12 @@ async function suite (bin: string): Promise<void> {
     t.pass('nothing happened')
   })
 
-  t.test('redisAdapter needs either a url or a client', async (t) => {
+  t.test('redisAdapter needs one of a url, a client or a cluster', async (t) => {
     const mine = await client(t, redis)
-    for (const options of [{}, undefined, { url: redis.url, client: mine }]) {
+    for (const options of [{}, undefined, { url: redis.url, client: mine }, { url: redis.url, cluster: [{ port: redis.port }] }]) {
       t.throws(() => redisAdapter(options as never), {
         code: 'FST_WSS_INVALID_OPTION',
-        message: 'fastify-wss: option "redisAdapter" needs either a "url" or a "client"'
+        message: 'fastify-wss: option "redisAdapter" needs one of "url", "client" or "cluster"'
       })
     }
   })

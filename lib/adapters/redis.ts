@@ -1,12 +1,13 @@
-import { randomBytes } from 'node:crypto'
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis, type Cluster, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
 import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { RedisClusterAdapter } from './redis-cluster.js'
+import { channelRoute, noop, publishing, subscribing, whenUp, Wire } from './redis-shared.js'
 import { StreamsAdapter, durableSettings, type RedisDurableOptions } from './redis-streams.js'
 
 export type { RedisDurableOptions } from './redis-streams.js'
 
-/** Options of {@link redisAdapter}: a `url` or a `client`. */
+/** Options of {@link redisAdapter}: a `url`, a `client` or a `cluster`. */
 export interface RedisAdapterOptions {
   /** A Redis URL such as `redis://127.0.0.1:6379`; the adapter opens and closes its own connections. */
   url?: string
@@ -15,6 +16,17 @@ export interface RedisAdapterOptions {
    * (`client.duplicate()`). The adapter never uses or closes this client itself.
    */
   client?: Redis
+  /**
+   * A Redis Cluster (Redis 7 or later): an `ioredis` `Cluster`, whose options
+   * the adapter's own connections copy (`cluster.duplicate()`, and
+   * `redisOptions` for its connections to each master; the adapter never uses
+   * or closes this `Cluster` itself), or its startup nodes
+   * (`[{ host, port }, ...]`, then the adapter opens and closes its own
+   * connections). Topics and broadcasts then travel over sharded Pub/Sub
+   * (`SPUBLISH` / `SSUBSCRIBE`): the channel of each topic, like the
+   * broadcast channel, lives on the shard that owns its slot.
+   */
+  cluster?: Cluster | ClusterNode[]
   /**
    * Prefix of the Redis channels, so that several apps can share one Redis.
    * Default `'fastify-wss:'`. The server's route follows it in each channel
@@ -31,21 +43,6 @@ export interface RedisAdapterOptions {
    */
   durable?: RedisDurableOptions
 }
-
-/** Length of the node id that starts every message: a node ignores its own messages. */
-const ID_LENGTH = 8
-/** A message: one flags byte (1 = binary frame), the node id, then the encoded payload. */
-const HEADER_LENGTH = 1 + ID_LENGTH
-
-/** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
-const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-/**
- * Subscribing: subscriptions wait for the connection. The adapter restores
- * them itself after a reconnection: ioredis's own resubscription leaves its
- * promise unhandled, which rejects when the connection closes before Redis
- * answers.
- */
-const subscribing: RedisOptions = { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false }
 
 interface Links {
   node: AdapterNode
@@ -72,6 +69,14 @@ interface Links {
  * errCode 501 says how many messages could not be sent meanwhile. The
  * connections reconnect and resubscribe by themselves.
  *
+ * With `cluster`, the same over a Redis Cluster, with sharded Pub/Sub: each
+ * topic's channel, and the broadcast channel, lives on the shard that owns
+ * its slot, so each shard carries only the traffic of its own channels. Each
+ * node then opens one publishing and one subscribing connection to each
+ * master, follows failovers and slot moves by itself, and reports outages per
+ * connection as above. Order holds per channel: per topic, and among
+ * broadcasts.
+ *
  * With `durable: { maxLen }`, Redis Streams carry the messages instead:
  * exactly once per connection through outages (see {@link RedisDurableOptions}).
  *
@@ -93,17 +98,22 @@ interface Links {
  * @example
  * // durable delivery: each stream keeps about 10,000 messages
  * const adapter = redisAdapter({ url, durable: { maxLen: 10_000 } })
+ * @example
+ * // a Redis Cluster, from its startup nodes
+ * const adapter = redisAdapter({ cluster: [{ host: '10.0.0.1', port: 6379 }, { host: '10.0.0.2', port: 6379 }] })
  */
 export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
-  const { url, client, channelPrefix = 'fastify-wss:', durable } = options ?? {}
-  if ((url === undefined) === (client === undefined)) {
-    throw new WssInvalidOptionError('redisAdapter', 'needs either a "url" or a "client"')
+  const { url, client, cluster, channelPrefix = 'fastify-wss:', durable } = options ?? {}
+  if ([url, client, cluster].filter((source) => source !== undefined).length !== 1) {
+    throw new WssInvalidOptionError('redisAdapter', 'needs one of "url", "client" or "cluster"')
   }
+  // durable together with cluster is refused here
+  const settings = durable === undefined ? undefined : durableSettings(durable, cluster)
+  if (cluster !== undefined) return new RedisClusterAdapter(cluster, channelPrefix)
   const connect = client === undefined
     ? (extra: RedisOptions) => new Redis(url as string, extra)
     : (extra: RedisOptions) => client.duplicate(extra)
-  if (durable !== undefined) {
-    const settings = durableSettings(durable, (options as { cluster?: unknown }).cluster)
+  if (settings !== undefined) {
     return new StreamsAdapter(connect, (route) => `${channelPrefix}${channelRoute(route)}#`, settings)
   }
   return new RedisAdapter(connect, channelPrefix)
@@ -112,12 +122,8 @@ export function redisAdapter (options: RedisAdapterOptions): WssAdapter {
 class RedisAdapter implements WssAdapter {
   readonly #connect: (options: RedisOptions) => Redis
   readonly #prefix: string
-  /** The broadcast channel of the server, known at `open`. */
-  #broadcast = ''
-  /** What the channel of each topic starts with, known at `open`. */
-  #topicPrefix = ''
-  /** The header of this node's text and binary messages. */
-  readonly #headers: [Buffer, Buffer]
+  /** The channels of the server and the framing of this node's messages, known at `open`. */
+  #wire: Wire | undefined
   #links: Links | undefined
   #closing = false
   /** The channels the subscribing connection is to be subscribed to: the broadcast channel and those of the topics with local subscribers. */
@@ -128,8 +134,6 @@ class RedisAdapter implements WssAdapter {
   constructor (connect: (options: RedisOptions) => Redis, prefix: string) {
     this.#connect = connect
     this.#prefix = prefix
-    const id = randomBytes(ID_LENGTH)
-    this.#headers = [Buffer.concat([Buffer.from([0]), id]), Buffer.concat([Buffer.from([1]), id])]
   }
 
   /** Opens both connections; resolves once subscribed to the broadcast channel, or when Redis cannot be reached (the connections keep retrying). */
@@ -137,19 +141,17 @@ class RedisAdapter implements WssAdapter {
     if (this.#links !== undefined) {
       throw new WssAdapterError('a redisAdapter() serves one server: create one for each server')
     }
-    const base = `${this.#prefix}${channelRoute(node.route)}#`
-    this.#broadcast = `${base}broadcast`
-    this.#topicPrefix = `${base}topic:`
+    const wire = this.#wire = new Wire(this.#prefix, node.route)
     const pub = this.#watch(this.#connect(publishing), 'publishing', node)
     const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
     this.#links = { node, pub, sub }
-    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.#receive(node, channel, message))
+    sub.on('messageBuffer', (channel: Buffer, message: Buffer) => wire.receive(node, channel, message))
     let connected = false
     sub.on('ready', () => {
       if (connected) this.#resubscribe()
       connected = true
     })
-    const subscribed = this.#command('subscribe', this.#broadcast)
+    const subscribed = this.#command('subscribe', wire.broadcast)
     const [, up] = await Promise.all([whenUp(pub), whenUp(sub)])
     if (up) await subscribed
   }
@@ -162,18 +164,18 @@ class RedisAdapter implements WssAdapter {
       this.#unsent++
       return
     }
-    const channel = message.topic === undefined ? this.#broadcast : this.#topicPrefix + message.topic
-    const header = this.#headers[message.binary ? 1 : 0]
-    links.pub.publish(channel, Buffer.concat([header, message.payload], header.length + message.payload.length))
+    const wire = this.#wire as Wire
+    const channel = wire.channel(message.topic)
+    links.pub.publish(channel, wire.frame(message))
       .catch(this.#failure('publish to', channel))
   }
 
   subscribe (topic: string): void {
-    this.#command('subscribe', this.#topicPrefix + topic)
+    this.#command('subscribe', (this.#wire as Wire).channel(topic))
   }
 
   unsubscribe (topic: string): void {
-    this.#command('unsubscribe', this.#topicPrefix + topic)
+    this.#command('unsubscribe', (this.#wire as Wire).channel(topic))
   }
 
   /** After a reconnection: one `SUBSCRIBE` to every channel (the commands queued during the outage are sent before it). */
@@ -241,45 +243,4 @@ class RedisAdapter implements WssAdapter {
     })
     return connection
   }
-
-  #receive (node: AdapterNode, channel: Buffer, message: Buffer): void {
-    const name = channel.toString()
-    if (message.length < HEADER_LENGTH || message[0] > 1) {
-      node.fail(new WssAdapterError(`ignored a message on "${name}" that no fastify-wss node published`))
-      return
-    }
-    const own = this.#headers[0]
-    if (message.compare(own, 1, HEADER_LENGTH, 1, HEADER_LENGTH) === 0) return
-    node.deliver({
-      topic: name === this.#broadcast ? undefined : name.slice(this.#topicPrefix.length),
-      payload: message.subarray(HEADER_LENGTH),
-      binary: message[0] === 1
-    })
-  }
 }
-
-/**
- * The route as it appears in a channel name: as it is, but for `%` and the
- * `#` that ends it, escaped, so that no two routes give the same channel.
- */
-function channelRoute (route: string): string {
-  return route.replace(/[%#]/g, (char) => char === '%' ? '%25' : '%23')
-}
-
-/** Resolves `true` when the connection is ready, `false` at its first error. */
-async function whenUp (connection: Redis): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const up = (): void => {
-      connection.off('error', down)
-      resolve(true)
-    }
-    const down = (): void => {
-      connection.off('ready', up)
-      resolve(false)
-    }
-    connection.once('ready', up)
-    connection.once('error', down)
-  })
-}
-
-function noop (): void {}
