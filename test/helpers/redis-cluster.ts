@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { Redis } from 'ioredis'
 import { eventually, freePort } from './redis.js'
 
@@ -122,7 +122,7 @@ export class RedisCluster {
         nodes.push(node)
         await node.start()
       }
-      await cluster.#create(masters)
+      await cluster.#create(bin, masters)
       return cluster
     } catch (err) {
       await cluster.stop()
@@ -175,29 +175,35 @@ export class RedisCluster {
     directories.delete(this.#dir)
   }
 
-  /** Joins the nodes, gives each master its slot range and each replica its master, and waits until the cluster is up. */
-  async #create (masters: number): Promise<void> {
-    const [first, ...others] = this.nodes
-    for (const node of others) await first.admin.cluster('MEET', '127.0.0.1', node.port, node.busPort)
+  /** The node that replicates `master`. */
+  async replicaOf (master: ClusterNodeServer): Promise<ClusterNodeServer> {
+    const id = await master.id()
+    const line = (await master.admin.cluster('NODES') as string).split('\n').find((entry) => entry.includes(`slave ${id}`))
+    if (line === undefined) throw new Error(`no replica of ${master.address}`)
+    return this.node(line.split(' ')[1].split('@')[0])
+  }
+
+  /**
+   * Creates the cluster as an operator does, with `redis-cli --cluster create
+   * ... --cluster-replicas 1 --cluster-yes` (redis-cli is beside
+   * redis-server), and waits until it is up.
+   */
+  async #create (bin: string, masters: number): Promise<void> {
+    const cli = spawn(join(dirname(bin), 'redis-cli'), [
+      '--cluster', 'create', ...this.nodes.map((node) => node.address), '--cluster-replicas', '1', '--cluster-yes'
+    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    cli.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    cli.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    const [code] = await once(cli, 'exit') as [number | null]
+    if (code !== 0) throw new Error(`redis-cli --cluster create failed (${code}): ${output}`)
     await eventually(async () => {
+      const replicas = []
       for (const node of this.nodes) {
-        const known = (await node.admin.cluster('NODES') as string).trim().split('\n')
-        if (known.length !== this.nodes.length || known.some((line) => /handshake|noaddr/.test(line))) return false
+        if ((await node.admin.info('replication')).includes('role:slave')) replicas.push(node)
       }
-      return true
-    }, 'every node knows every other', 3000)
-    const per = Math.ceil(16384 / masters)
-    for (let i = 0; i < masters; i++) {
-      await this.nodes[i].admin.cluster('ADDSLOTSRANGE', i * per, Math.min(16383, (i + 1) * per - 1))
-    }
-    for (let i = 0; i < masters; i++) {
-      const replica = this.nodes[masters + i]
-      const master = await this.nodes[i].id()
-      // a replica can only follow a master it knows as one: retry until the news of its slots has reached it
-      await eventually(async () => await replica.admin.cluster('REPLICATE', master).then(() => true, () => false), `node ${replica.port} replicates`, 3000)
-    }
-    await eventually(async () => {
-      for (const replica of this.nodes.slice(masters)) {
+      if (replicas.length !== masters) return false
+      for (const replica of replicas) {
         if (!(await replica.admin.info('replication')).includes('master_link_status:up')) return false
       }
       return true
