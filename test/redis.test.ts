@@ -513,6 +513,29 @@ async function suite (bin: string): Promise<void> {
     t.match((await late.error(/the publishing Redis connection is up/)).message, /; 0 message\(s\) could not be sent/)
   })
 
+  t.test('publishes refused by a connection that is breaking belong to its one outage report, and are counted when it ends', async (t) => {
+    // the adapter's connections are duplicates of this client: keep them, to break the publishing one
+    const mine = new Redis(redis.url, { lazyConnect: true })
+    t.teardown(() => mine.disconnect())
+    const duplicates: Redis[] = []
+    const duplicate = mine.duplicate.bind(mine)
+    mine.duplicate = (options) => {
+      const connection = duplicate(options)
+      duplicates.push(connection)
+      return connection
+    }
+    const a = await node(t, redisAdapter({ client: mine, channelPrefix: prefix() }))
+    const [publishing] = duplicates
+    t.equal(publishing.status, 'ready')
+    // Its socket is gone, ioredis has not noticed yet: every publish of this tick is refused.
+    ;(publishing as unknown as { stream: { destroy: () => void } }).stream.destroy()
+    for (let i = 0; i < 50; i++) a.app.wss.broadcast(`refused ${i}`)
+    const end = await a.error(/the publishing Redis connection is up/)
+    t.equal(end.errCode, 501)
+    t.match(end.message, /; 50 message\(s\) could not be sent/, 'the 50 refused are counted')
+    t.same(a.errors.map((entry) => entry.errCode), [500, 501], 'one report for the outage, one for its end, none per message')
+  })
+
   t.test('app.close() quits the connections the adapter opened, at once even while Redis is down', async (t) => {
     const own = await RedisServer.start(bin)
     t.teardown(() => own.stop())

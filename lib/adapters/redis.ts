@@ -167,7 +167,20 @@ class RedisAdapter implements WssAdapter {
     const wire = this.#wire as Wire
     const channel = wire.channel(message.topic)
     links.pub.publish(channel, wire.frame(message))
-      .catch(this.#failure('publish to', channel))
+      .catch(this.#publishFailure(channel))
+  }
+
+  /**
+   * A publish that Redis refused (an ACL, say) is reported each time. One
+   * that the connection failed under (it broke while the message was on its
+   * way, and ioredis gave up on it) belongs to the outage that `#watch`
+   * reports once: it is counted for the report of its end.
+   */
+  #publishFailure (channel: string): (error: Error) => void {
+    return (error) => {
+      if (error.name === 'ReplyError') this.#failure('publish to', channel)(error)
+      else this.#unsent++
+    }
   }
 
   subscribe (topic: string): void {
