@@ -1,13 +1,14 @@
 /**
- * What the two transports of `redisAdapter` (one Redis server, a Redis
- * Cluster) share: the roles of their connections, the names of a server's
- * channels and the framing of its messages.
+ * What the transports of `redisAdapter` (Pub/Sub on one Redis server, a
+ * Redis Cluster, Redis Streams) share: the roles of their connections, the
+ * names of a server's channels, the framing of its messages, and how the
+ * outages of a connection are reported.
  */
 import { randomBytes } from 'node:crypto'
 import type { EventEmitter } from 'node:events'
 import type { RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage } from '../adapter.js'
-import { WssAdapterError } from '../errors.js'
+import { ErrCode, WssAdapterError } from '../errors.js'
 
 /** Publishing: never queued while disconnected, never resent after a reconnection (at most once). */
 export const publishing: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
@@ -98,6 +99,48 @@ export async function whenUp (connection: EventEmitter, event = 'ready'): Promis
     connection.once(event, up)
     connection.once('error', down)
   })
+}
+
+/** What {@link watchOutages} reports to, and asks. */
+export interface Outages {
+  node: AdapterNode
+  /** Whether the adapter is closing: then nothing is reported. */
+  closing: () => boolean
+  /**
+   * For the publishing connection only: the number of messages not sent
+   * since it was last ready, which the call resets to 0.
+   */
+  takeUnsent?: () => number
+}
+
+/**
+ * Reports each outage of a connection once, when it starts (its first error,
+ * or the connection lost), not on every retry; and, for the publishing
+ * connection, when it ends, with the number of messages that could not be
+ * sent meanwhile (errCode 501; also when messages were lost without an
+ * outage being noticed).
+ */
+export function watchOutages<C extends EventEmitter> (connection: C, role: string, outages: Outages): C {
+  const { node, closing, takeUnsent } = outages
+  let down = false
+  const lost = (error?: Error): void => {
+    if (down || closing()) return
+    down = true
+    const reason = error === undefined ? 'connection lost' : error.message
+    node.fail(new WssAdapterError(`the ${role} Redis connection is down: ${reason}`, { cause: error }))
+  }
+  connection.on('error', lost)
+  connection.on('close', () => lost())
+  connection.on('ready', () => {
+    const ended = down
+    down = false
+    if (takeUnsent === undefined) return
+    const unsent = takeUnsent()
+    if (!ended && unsent === 0) return
+    node.fail(new WssAdapterError(`the publishing Redis connection is up; ${unsent} message(s) could not be sent to the other nodes while it was down`),
+      ErrCode.ADAPTER_MESSAGES_NOT_SENT)
+  })
+  return connection
 }
 
 export function noop (): void {}

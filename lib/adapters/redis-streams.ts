@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Redis, RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
 import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { watchOutages } from './redis-shared.js'
 
 /**
  * Durable delivery: `redisAdapter({ url, durable: { maxLen } })` carries
@@ -201,8 +202,9 @@ export class StreamsAdapter implements WssAdapter {
     this.#broadcast = `${base}broadcast`
     this.#topicPrefix = `${base}topic:`
     this.#streams.set(this.#broadcast, { id: undefined, count: 0, refused: false })
-    const pub = this.#watch(this.#connect(writing), 'publishing', node)
-    const read = this.#watch(this.#connect(reading), 'reading', node)
+    const closing = (): boolean => this.#closing
+    const pub = watchOutages(this.#connect(writing), 'publishing', { node, closing, takeUnsent: () => this.#takeDropped() })
+    const read = watchOutages(this.#connect(reading), 'reading', { node, closing })
     const links: Links = { node, pub, read }
     this.#links = links
     pub.on('ready', () => this.#flush(pub))
@@ -491,37 +493,16 @@ export class StreamsAdapter implements WssAdapter {
     })
   }
 
+  #takeDropped (): number {
+    const dropped = this.#dropped
+    this.#dropped = 0
+    return dropped
+  }
+
   #failure (what: string, key: string): (error: Error) => void {
     return (error) => {
       if (!this.#closing) (this.#links as Links).node.fail(new WssAdapterError(`${what} "${key}": ${error.message}`, { cause: error }))
     }
-  }
-
-  /**
-   * Reports each outage of a connection once, when it starts; and, for the
-   * writing connection, when it ends, with the number of messages dropped
-   * meanwhile (errCode 501, as in Pub/Sub mode).
-   */
-  #watch (connection: Redis, role: 'publishing' | 'reading', node: AdapterNode): Redis {
-    let down = false
-    const lost = (error?: Error): void => {
-      if (down || this.#closing) return
-      down = true
-      const reason = error === undefined ? 'connection lost' : error.message
-      node.fail(new WssAdapterError(`the ${role} Redis connection is down: ${reason}`, { cause: error }))
-    }
-    connection.on('error', lost)
-    connection.on('close', () => lost())
-    connection.on('ready', () => {
-      const ended = down
-      down = false
-      if (role === 'reading' || (!ended && this.#dropped === 0)) return
-      const dropped = this.#dropped
-      this.#dropped = 0
-      node.fail(new WssAdapterError(`the publishing Redis connection is up; ${dropped} message(s) could not be sent to the other nodes while it was down`),
-        ErrCode.ADAPTER_MESSAGES_NOT_SENT)
-    })
-    return connection
   }
 }
 

@@ -1,8 +1,8 @@
 import { Redis, type Cluster, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { AdapterNode, ClusterMessage, WssAdapter } from '../adapter.js'
-import { ErrCode, WssAdapterError, WssInvalidOptionError } from '../errors.js'
+import { WssAdapterError, WssInvalidOptionError } from '../errors.js'
 import { RedisClusterAdapter } from './redis-cluster.js'
-import { channelRoute, noop, publishing, subscribing, whenUp, Wire } from './redis-shared.js'
+import { channelRoute, noop, publishing, subscribing, watchOutages, whenUp, Wire } from './redis-shared.js'
 import { StreamsAdapter, durableSettings, type RedisDurableOptions } from './redis-streams.js'
 
 export type { RedisDurableOptions } from './redis-streams.js'
@@ -142,8 +142,9 @@ class RedisAdapter implements WssAdapter {
       throw new WssAdapterError('a redisAdapter() serves one server: create one for each server')
     }
     const wire = this.#wire = new Wire(this.#prefix, node.route)
-    const pub = this.#watch(this.#connect(publishing), 'publishing', node)
-    const sub = this.#watch(this.#connect(subscribing), 'subscribing', node)
+    const closing = (): boolean => this.#closing
+    const pub = watchOutages(this.#connect(publishing), 'publishing', { node, closing, takeUnsent: () => this.#takeUnsent() })
+    const sub = watchOutages(this.#connect(subscribing), 'subscribing', { node, closing })
     this.#links = { node, pub, sub }
     sub.on('messageBuffer', (channel: Buffer, message: Buffer) => wire.receive(node, channel, message))
     let connected = false
@@ -173,9 +174,15 @@ class RedisAdapter implements WssAdapter {
   /**
    * A publish that Redis refused (an ACL, say) is reported each time. One
    * that the connection failed under (it broke while the message was on its
-   * way, and ioredis gave up on it) belongs to the outage that `#watch`
+   * way, and ioredis gave up on it) belongs to the outage that `watchOutages`
    * reports once: it is counted for the report of its end.
    */
+  #takeUnsent (): number {
+    const unsent = this.#unsent
+    this.#unsent = 0
+    return unsent
+  }
+
   #publishFailure (channel: string): (error: Error) => void {
     return (error) => {
       if (error.name === 'ReplyError') this.#failure('publish to', channel)(error)
@@ -227,33 +234,5 @@ class RedisAdapter implements WssAdapter {
     return (error) => {
       if (!this.#closing) (this.#links as Links).node.fail(new WssAdapterError(`${what} "${channel}": ${error.message}`, { cause: error }))
     }
-  }
-
-  /**
-   * Reports each outage of a connection once, when it starts (the first
-   * error, or the connection lost), not on every retry; and, for the
-   * publishing connection, when it ends, with the number of messages that
-   * could not be sent meanwhile.
-   */
-  #watch (connection: Redis, role: 'publishing' | 'subscribing', node: AdapterNode): Redis {
-    let down = false
-    const lost = (error?: Error): void => {
-      if (down || this.#closing) return
-      down = true
-      const reason = error === undefined ? 'connection lost' : error.message
-      node.fail(new WssAdapterError(`the ${role} Redis connection is down: ${reason}`, { cause: error }))
-    }
-    connection.on('error', lost)
-    connection.on('close', () => lost())
-    connection.on('ready', () => {
-      const ended = down
-      down = false
-      if (role === 'subscribing' || (!ended && this.#unsent === 0)) return
-      const unsent = this.#unsent
-      this.#unsent = 0
-      node.fail(new WssAdapterError(`the publishing Redis connection is up; ${unsent} message(s) could not be sent to the other nodes while it was down`),
-        ErrCode.ADAPTER_MESSAGES_NOT_SENT)
-    })
-    return connection
   }
 }
