@@ -4,27 +4,15 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Redis, type RedisOptions } from 'ioredis'
 import type WebSocket from 'ws'
-import type { WebSocketConnection, WssAdapter, WssErrorEntry } from '../lib/index.js'
-import { start, connect } from './helpers/index.js'
+import type { WssAdapter } from '../lib/index.js'
+import { connect } from './helpers/index.js'
 import { until, turns } from './helpers/until.js'
-import { RedisServer, eventually, findRedisServer } from './helpers/redis.js'
+import { RedisServer, eventually, startNode, withRedisServer, type TestNode } from './helpers/redis.js'
 import { TcpProxy } from './helpers/proxy.js'
 
 type Test = typeof t
 
-const missing = 'redis-server not found: install it (apt-get install redis-server) to run the durable Redis adapter tests'
-const bin = findRedisServer()
-
-if (bin === undefined) {
-  if (process.env.CI === 'true') {
-    t.fail(missing)
-  } else {
-    console.error(`\n${'!'.repeat(78)}\n!! ${missing}\n${'!'.repeat(78)}\n`)
-    t.plan(0, missing)
-  }
-} else {
-  await suite(bin)
-}
+await withRedisServer('the durable Redis adapter tests', suite)
 
 async function suite (bin: string): Promise<void> {
   // Loaded only here, so that a skipped suite leaves the module out of the coverage report.
@@ -38,49 +26,13 @@ async function suite (bin: string): Promise<void> {
   /** A channel prefix of its own for each test, so that tests cannot see each other's streams. */
   const prefix = (): string => `durable${++prefixes}:`
 
-  interface Node {
+  interface Node extends TestNode {
     /** What starts the numbered messages it publishes: `a:1`, `a:2`, ... */
     name: string
-    app: Awaited<ReturnType<typeof start>>['app']
-    url: string
-    opened: Array<WebSocketConnection<any>>
-    errors: WssErrorEntry[]
-    /** Resolves with the first error entry (already reported or to come) whose message matches. */
-    error (match: RegExp): Promise<WssErrorEntry>
   }
 
-  /** An app with the plugin on /ws and `adapter`, recording its connections and its server errors. */
   async function node (test: Test, adapter: WssAdapter, name = ''): Promise<Node> {
-    const opened: Array<WebSocketConnection<any>> = []
-    const errors: WssErrorEntry[] = []
-    const waiters: Array<{ match: RegExp, resolve: (entry: WssErrorEntry) => void }> = []
-    const { app, base } = await start(test, {
-      path: '/ws',
-      adapter,
-      handler: {
-        onConnection: () => ({ onOpen (ws: WebSocketConnection<any>) { opened.push(ws) }, onMessage () {} }),
-        onError (_wss, event) {
-          for (const entry of event.errors) {
-            errors.push(entry)
-            for (let i = waiters.length - 1; i >= 0; i--) {
-              if (waiters[i].match.test(entry.message)) waiters.splice(i, 1)[0].resolve(entry)
-            }
-          }
-        }
-      }
-    })
-    return {
-      name,
-      app,
-      url: `${base}/ws`,
-      opened,
-      errors,
-      async error (match) {
-        const found = errors.find((entry) => match.test(entry.message))
-        if (found !== undefined) return found
-        return await new Promise((resolve) => waiters.push({ match, resolve }))
-      }
-    }
+    return { ...await startNode(test, adapter), name }
   }
 
   /** A durable adapter on `url` (a Redis server or a proxy in front of it). */

@@ -3,26 +3,14 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
-import wssPlugin, { type WebSocketConnection, type WebSocketServer, type WssAdapter, type WssErrorEntry, type WssPluginOptions } from '../lib/index.js'
-import { start, connect, listen, messages } from './helpers/index.js'
+import wssPlugin, { type WebSocketConnection, type WebSocketServer, type WssErrorEntry } from '../lib/index.js'
+import { connect, listen, messages } from './helpers/index.js'
 import { until, turns } from './helpers/until.js'
-import { RedisServer, eventually, findRedisServer } from './helpers/redis.js'
+import { RedisServer, eventually, startNode, withRedisServer, type TestNode } from './helpers/redis.js'
 
 type Test = typeof t
 
-const missing = 'redis-server not found: install it (apt-get install redis-server) to run the Redis adapter tests'
-const bin = findRedisServer()
-
-if (bin === undefined) {
-  if (process.env.CI === 'true') {
-    t.fail(missing)
-  } else {
-    console.error(`\n${'!'.repeat(78)}\n!! ${missing}\n${'!'.repeat(78)}\n`)
-    t.plan(0, missing)
-  }
-} else {
-  await suite(bin)
-}
+await withRedisServer('the Redis adapter tests', suite)
 
 async function suite (bin: string): Promise<void> {
   // Loaded only here, so that a skipped suite leaves the module out of the coverage report.
@@ -36,48 +24,8 @@ async function suite (bin: string): Promise<void> {
   /** A channel prefix of its own for each test, so that tests cannot see each other's messages. */
   const prefix = (): string => `test${++prefixes}:`
 
-  interface Node {
-    app: Awaited<ReturnType<typeof start>>['app']
-    url: string
-    opened: Array<WebSocketConnection<any>>
-    errors: WssErrorEntry[]
-    /** Resolves with the first error entry (already reported or to come) whose message matches. */
-    error (match: RegExp): Promise<WssErrorEntry>
-  }
-
-  /** An app with the plugin on /ws and `adapter`, recording its connections and its server errors. */
-  async function node (test: Test, adapter: WssAdapter, extra: Partial<WssPluginOptions<any>> = {}): Promise<Node> {
-    const opened: Array<WebSocketConnection<any>> = []
-    const errors: WssErrorEntry[] = []
-    const waiters: Array<{ match: RegExp, resolve: (entry: WssErrorEntry) => void }> = []
-    const { app, base } = await start(test, {
-      path: '/ws',
-      adapter,
-      ...extra,
-      handler: {
-        onConnection: () => ({ onOpen (ws: WebSocketConnection<any>) { opened.push(ws) }, onMessage () {} }),
-        onError (_wss, event) {
-          for (const entry of event.errors) {
-            errors.push(entry)
-            for (let i = waiters.length - 1; i >= 0; i--) {
-              if (waiters[i].match.test(entry.message)) waiters.splice(i, 1)[0].resolve(entry)
-            }
-          }
-        }
-      }
-    })
-    return {
-      app,
-      url: `${base}/ws`,
-      opened,
-      errors,
-      async error (match) {
-        const found = errors.find((entry) => match.test(entry.message))
-        if (found !== undefined) return found
-        return await new Promise((resolve) => waiters.push({ match, resolve }))
-      }
-    }
-  }
+  type Node = TestNode
+  const node = startNode
 
   /** `count` nodes sharing `server` under one channel prefix. */
   async function nodes (test: Test, count: number, channelPrefix: string, server = redis): Promise<Node[]> {

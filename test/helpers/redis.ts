@@ -3,9 +3,72 @@ import { accessSync, constants } from 'node:fs'
 import { once } from 'node:events'
 import { createServer, connect as netConnect } from 'node:net'
 import { delimiter, join } from 'node:path'
+import t, { type Test } from 'tap'
+import type { WebSocketConnection, WssAdapter, WssErrorEntry, WssPluginOptions } from '../../lib/index.js'
+import { start } from './index.js'
+
+/**
+ * Runs `suite` with the path of `redis-server`. Without one on the PATH the
+ * file is skipped, loudly, with what to install; under `CI=true` it fails.
+ */
+export async function withRedisServer (what: string, suite: (bin: string) => Promise<void>): Promise<void> {
+  const bin = findRedisServer()
+  if (bin !== undefined) return await suite(bin)
+  const missing = `redis-server not found: install it (apt-get install redis-server, 7.0 or later) to run ${what}`
+  if (process.env.CI === 'true') {
+    t.fail(missing)
+  } else {
+    console.error(`\n${'!'.repeat(78)}\n!! ${missing}\n${'!'.repeat(78)}\n`)
+    t.plan(0, missing)
+  }
+}
+
+/** An app of the adapter tests, from {@link startNode}. */
+export interface TestNode {
+  app: Awaited<ReturnType<typeof start>>['app']
+  url: string
+  opened: Array<WebSocketConnection<any>>
+  errors: WssErrorEntry[]
+  /** Resolves with the first error entry (already reported or to come) whose message matches. */
+  error (match: RegExp): Promise<WssErrorEntry>
+}
+
+/** An app with the plugin on /ws and `adapter`, recording its connections and its server errors. */
+export async function startNode (test: Test, adapter: WssAdapter, extra: Partial<WssPluginOptions<any>> = {}): Promise<TestNode> {
+  const opened: Array<WebSocketConnection<any>> = []
+  const errors: WssErrorEntry[] = []
+  const waiters: Array<{ match: RegExp, resolve: (entry: WssErrorEntry) => void }> = []
+  const { app, base } = await start(test, {
+    path: '/ws',
+    adapter,
+    ...extra,
+    handler: {
+      onConnection: () => ({ onOpen (ws: WebSocketConnection<any>) { opened.push(ws) }, onMessage () {} }),
+      onError (_wss, event) {
+        for (const entry of event.errors) {
+          errors.push(entry)
+          for (let i = waiters.length - 1; i >= 0; i--) {
+            if (waiters[i].match.test(entry.message)) waiters.splice(i, 1)[0].resolve(entry)
+          }
+        }
+      }
+    }
+  })
+  return {
+    app,
+    url: `${base}/ws`,
+    opened,
+    errors,
+    async error (match) {
+      const found = errors.find((entry) => match.test(entry.message))
+      if (found !== undefined) return found
+      return await new Promise((resolve) => waiters.push({ match, resolve }))
+    }
+  }
+}
 
 /** The path of `redis-server` on the PATH, or `undefined`. */
-export function findRedisServer (): string | undefined {
+function findRedisServer (): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir === '') continue
     const candidate = join(dir, 'redis-server')
