@@ -35,12 +35,13 @@
 // bench/deploy-chart.svg; a run with the default setups and clients (any
 // ROUNDS) also writes docs/deploy-chart.svg. `node bench/deploy.js render`
 // writes the Markdown and the charts again from bench/deploy-results.json.
-import { execFileSync, fork, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { child } from './ipc.js'
 
 const host = '127.0.0.1'
 // The backoff of example/chat/index.html.
@@ -309,71 +310,17 @@ async function main () {
   console.log(`${machine.cpus} × ${machine.cpu}, ${machine.memory}, Node ${machine.node}, load ${machine.loadBefore}`)
   console.log(`${CLIENTS} clients over ${LOADGENS} load generators; setups: ${setups.map((s) => s.name).join('; ')}; ${ROUNDS} round(s)\n`)
 
-  /** A child process of this file spoken to over IPC: request({ cmd }) resolves with its reply; wait(id) with a message it sends. */
-  function child (args) {
-    const options = { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' }
-    const script = fileURLToPath(import.meta.url)
-    const proc = raiseTo === 0
-      ? fork(script, args, options)
-      : spawn('sh', ['-c', `ulimit -n ${raiseTo} && exec "$@"`, 'sh', process.execPath, script, ...args], options)
-    const waiting = new Map()
-    const arrived = new Map()
-    let lastId = 0
-    let failed
-    proc.on('message', (message) => {
-      const pending = waiting.get(message.id)
-      if (pending === undefined) return arrived.set(message.id, message)
-      waiting.delete(message.id)
-      clearTimeout(pending.timer)
-      pending.resolve(message)
-    })
-    proc.on('exit', (code, signal) => {
-      failed ??= new Error(`${args.join(' ')} exited (${code ?? signal})`)
-      for (const { reject, timer } of waiting.values()) {
-        clearTimeout(timer)
-        reject(failed)
-      }
-      waiting.clear()
-    })
-    const wait = (id, timeout) => new Promise((resolve, reject) => {
-      if (arrived.has(id)) {
-        resolve(arrived.get(id))
-        return arrived.delete(id)
-      }
-      if (failed) return reject(failed)
-      const timer = setTimeout(() => {
-        waiting.delete(id)
-        reject(new Error(`${args.join(' ')}: no ${id} within ${timeout} ms`))
-      }, timeout)
-      waiting.set(id, { resolve, reject, timer })
-    })
-    return {
-      ready: wait('ready', 30_000),
-      wait,
-      request (message, timeout = 30_000) {
-        const id = ++lastId
-        const answer = wait(id, timeout)
-        proc.send({ id, ...message })
-        return answer
-      },
-      async stop () {
-        if (proc.exitCode !== null || proc.signalCode !== null) return
-        const exited = new Promise((resolve) => proc.once('exit', resolve))
-        try { proc.send({ cmd: 'exit' }) } catch {}
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
-        await exited
-        clearTimeout(timer)
-      }
-    }
-  }
+  /** A child process of this file: `server ...` or `clients ...`. */
+  const script = fileURLToPath(import.meta.url)
+  const worker = (args) => child(script, args, { raiseFdLimitTo: raiseTo, timeout: 30_000 })
 
   async function run ({ variant, spread }) {
-    const a = child(['server', variant, String(spread)])
-    const b = child(['server', variant, String(spread)])
+    const a = worker(['server', variant, String(spread)])
+    const b = worker(['server', variant, String(spread)])
     const loadgens = []
     try {
       const [{ port: portA }, { port: portB }] = await Promise.all([a.ready, b.ready])
-      loadgens.push(...Array.from({ length: LOADGENS }, () => child(['clients', String(portA), String(portB)])))
+      loadgens.push(...Array.from({ length: LOADGENS }, () => worker(['clients', String(portA), String(portB)])))
       await Promise.all(loadgens.map((l) => l.ready))
       await Promise.all(loadgens.map((l, i) => l.request({
         cmd: 'connect',

@@ -13,12 +13,13 @@
 // process.cpuUsage() read before and after each measured window) per
 // operation: per message echoed, per message delivered, per handshake; and
 // the server's RSS per idle connection.
-import { execFileSync, fork, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { buildBaseline } from './baseline.js'
+import { child } from './ipc.js'
 import { renderChart, renderMarkdown } from './report.js'
 
 const here = (file) => fileURLToPath(new URL(file, import.meta.url))
@@ -64,75 +65,19 @@ function fitConnections (wanted, what) {
   return fitted
 }
 
-/** A child process spoken to over IPC: request({ cmd, ... }) resolves with its reply. */
-function child (script, args, { env = {}, execArgv = [] } = {}) {
-  const options = {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    serialization: 'advanced'
-  }
-  const proc = raiseFdLimitTo === 0
-    ? fork(script, args, { ...options, execArgv })
-    : spawn('sh', ['-c', `ulimit -n ${raiseFdLimitTo} && exec "$@"`, 'sh', process.execPath, ...execArgv, script, ...args], options)
-  const waiting = new Map()
-  let lastId = 0
-  let failed
-  const fail = (error) => {
-    failed ??= error
-    for (const { reject } of waiting.values()) reject(failed)
-    waiting.clear()
-  }
-  proc.on('message', (message) => {
-    const key = message.ready ? 'ready' : message.id
-    const pending = waiting.get(key)
-    if (pending === undefined) return
-    waiting.delete(key)
-    clearTimeout(pending.timer)
-    pending.resolve(message)
-  })
-  proc.on('exit', (code, signal) => fail(new Error(`${script} ${args.join(' ')} exited (${code ?? signal})`)))
-  const wait = (key, timeout = 120_000) => new Promise((resolve, reject) => {
-    if (failed) return reject(failed)
-    const timer = setTimeout(() => {
-      waiting.delete(key)
-      reject(new Error(`${script} ${args.join(' ')}: no answer to ${key} within ${timeout} ms`))
-    }, timeout)
-    waiting.set(key, { resolve, reject, timer })
-  })
-  return {
-    proc,
-    ready: wait('ready', 30_000),
-    wait,
-    request (message, timeout) {
-      const id = ++lastId
-      const answer = wait(id, timeout)
-      proc.send({ id, ...message })
-      return answer
-    },
-    async stop () {
-      if (proc.exitCode !== null || proc.signalCode !== null) return
-      const exited = new Promise((resolve) => proc.once('exit', resolve))
-      try { proc.send({ cmd: 'exit' }) } catch {}
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    }
-  }
-}
-
 async function startServer (variant, dataType, env) {
   const execArgv = ['--expose-gc']
   if (PROFILE) {
     mkdirSync(here('profiles'), { recursive: true })
     env = { ...process.env, ...env, PROFILE_DIR: here('profiles') }
   }
-  const server = child(here('server.js'), [variant, dataType], { env, execArgv })
+  const server = child(here('server.js'), [variant, dataType], { env, execArgv, raiseFdLimitTo })
   const { port } = await server.ready
   return { server, port }
 }
 
 async function startClients (variant, port, count, env) {
-  const clients = Array.from({ length: count }, () => child(here('client.js'), [variant, String(port)], { env }))
+  const clients = Array.from({ length: count }, () => child(here('client.js'), [variant, String(port)], { env, raiseFdLimitTo }))
   await Promise.all(clients.map((c) => c.ready))
   return clients
 }
