@@ -33,6 +33,30 @@ function range (count: number): number[] {
   return Array.from({ length: count }, (_, i) => i)
 }
 
+/**
+ * A server whose connections hold each message in onMessage until `gate`
+ * opens, then hand it to `take`: what arrives meanwhile queues.
+ */
+async function gatedServer (t: Test, gate: { promise: Promise<void> }, options: Record<string, unknown>, take: (data: any) => void): Promise<{ base: string, opened: Promise<Connection> }> {
+  const opened = deferred<Connection>()
+  const { base } = await start(t, {
+    ...options,
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onOpen (ws: Connection) { opened.resolve(ws) },
+          async onMessage (_ws: Connection, e: { data: unknown }) {
+            await gate.promise
+            take(e.data)
+          }
+        }
+      }
+    }
+  })
+  return { base, opened: opened.promise }
+}
+
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
@@ -43,24 +67,9 @@ t.test('maxPendingBytes: reading pauses when the queued bytes reach the bound, t
   const count = 100
   const gate = deferred()
   const received: number[] = []
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    maxPendingBytes,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            await gate.promise
-            received.push(indexOf(e.data))
-          }
-        }
-      }
-    }
-  })
+  const { base, opened } = await gatedServer(t, gate, { maxPendingBytes }, (data) => { received.push(indexOf(data)) })
   const client = await connect(t, base)
-  const connection = await opened.promise
+  const connection = await opened
   const watch = watchQueue(connection._inbound)
   for (let i = 0; i < count; i++) client.send(numbered(i, size))
 
@@ -87,24 +96,9 @@ t.test('5,000 one-byte frames in one TCP write: the queue never holds more than 
   const expected = range(count).map((i) => alphabet[i % alphabet.length])
   const gate = deferred()
   const received: string[] = []
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    maxPendingMessages,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            await gate.promise
-            received.push(e.data)
-          }
-        }
-      }
-    }
-  })
+  const { base, opened } = await gatedServer(t, gate, { maxPendingMessages }, (data) => { received.push(data) })
   const client = await rawConnect(t, base)
-  const connection = await opened.promise
+  const connection = await opened
   const watch = watchQueue(connection._inbound)
   const bytes = textFrames(count, (i) => expected[i])
   t.ok(bytes.length < 64 * 1024, `all frames fit in one read (${bytes.length} bytes)`)
@@ -128,25 +122,9 @@ t.test('a message sent as many continuation fragments counts as one message of i
   const size = fragmentSize * parts
   const gate = deferred()
   const received: string[] = []
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    maxPendingMessages: 3,
-    maxPendingBytes: 64 * 1024,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            await gate.promise
-            received.push(e.data)
-          }
-        }
-      }
-    }
-  })
+  const { base, opened } = await gatedServer(t, gate, { maxPendingMessages: 3, maxPendingBytes: 64 * 1024 }, (data) => { received.push(data) })
   const client = await rawConnect(t, base)
-  const connection = await opened.promise
+  const connection = await opened
   const watch = watchQueue(connection._inbound)
   client.send({ opcode: Opcode.Text, payload: 'first' }) // delivered at once, held by the gate
   const one = numbered(1, size, 'y')
@@ -177,28 +155,10 @@ t.test('perMessageDeflate: small compressed frames that each inflate to near max
   const gate = deferred()
   const received: number[] = []
   let sizes = true
-  const opened = deferred<Connection>()
-  const { base } = await start(t, {
-    perMessageDeflate: true,
-    maxPayload,
-    maxPendingBytes,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onOpen (ws: Connection) { opened.resolve(ws) },
-          async onMessage (_ws: Connection, e: { data: any }) {
-            await gate.promise
-            if (e.data.length !== size) sizes = false
-            received.push(indexOf(e.data))
-          }
-        }
-      }
-    }
-  })
+  const { base, opened } = await gatedServer(t, gate, { perMessageDeflate: true, maxPayload, maxPendingBytes }, (data) => { if (data.length !== size) sizes = false; received.push(indexOf(data)) })
   const client = await connect(t, base, { perMessageDeflate: true })
   t.match(client.extensions, /permessage-deflate/)
-  const connection = await opened.promise
+  const connection = await opened
   const watch = watchQueue(connection._inbound)
   let wire = 0
   const raw = (client as any)._socket
