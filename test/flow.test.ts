@@ -3,7 +3,8 @@ import http from 'node:http'
 import { PassThrough } from 'node:stream'
 import t, { type Test } from 'tap'
 import WebSocket, { WebSocketServer as WsServer } from 'ws'
-import type { WebSocketConnection } from '../lib/index.js'
+import type { FastifyServerOptions } from 'fastify'
+import type { WebSocketConnection, WssErrorEntry } from '../lib/index.js'
 import { frame as serverFrame } from '../lib/codec.js'
 import { Inbound, Pause, gateSupported } from '../lib/inbound.js'
 import { Outbound, senderSupported } from '../lib/outbound.js'
@@ -17,6 +18,33 @@ type Connection = WebSocketConnection<any>
 
 function range (count: number): number[] {
   return Array.from({ length: count }, (_, i) => i)
+}
+
+/**
+ * An object server that records what it delivers and the errors it
+ * reports, and answers `'end'` to `{ "end": true }`, so a client knows every
+ * message before it was handled; with a connected client.
+ */
+async function objectServer (t: Test, options: Record<string, unknown> = {}, fastifyOptions: FastifyServerOptions = {}): Promise<{ client: WebSocket, received: any[], errors: WssErrorEntry[] }> {
+  const received: any[] = []
+  const errors: WssErrorEntry[] = []
+  const { base } = await start(t, {
+    ...options,
+    dataType: 'object',
+    heartbeat: false,
+    handler: {
+      onConnection () {
+        return {
+          onMessage (ws: Connection, e: { data: any }) {
+            received.push(e.data)
+            if (e.data?.end === true) ws.send('end')
+          },
+          onError (_ws: unknown, e: { errors: WssErrorEntry[] }) { errors.push(...e.errors) }
+        }
+      }
+    }
+  }, fastifyOptions)
+  return { client: await connect(t, base), received, errors }
 }
 
 async function sleep (ms: number): Promise<void> {
@@ -150,52 +178,18 @@ t.test('logging (no onError): 50 invalid JSON messages give one warn line (errCo
 })
 
 t.test('JSON under dataType object: __proto__ and constructor.prototype keys are refused by default (errCode 300), the connection stays open', async (t) => {
-  const received: unknown[] = []
-  const errors: number[] = []
-  const { base } = await start(t, {
-    dataType: 'object',
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onMessage (ws: Connection, e: { data: any }) {
-            received.push(e.data)
-            if (e.data?.end === true) ws.send('end')
-          },
-          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
-        }
-      }
-    }
-  })
-  const client = await connect(t, base)
+  const { client, received, errors } = await objectServer(t)
   client.send('{"__proto__":{"x":1}}')
   client.send('{"constructor":{"prototype":{"x":1}}}')
   client.send('{"end":true}')
   await messages(client, 1)
-  t.same(errors, [300, 300], 'each is invalid JSON')
+  t.same(errors.map((entry) => entry.errCode), [300, 300], 'each is invalid JSON')
   t.same(received, [{ end: true }], 'neither is delivered; the next message is')
   t.equal(({} as any).x, undefined, 'Object.prototype untouched')
 })
 
 t.test("JSON under dataType object: with Fastify's onProtoPoisoning 'remove' the message is delivered without the __proto__ key", async (t) => {
-  const received: any[] = []
-  const errors: number[] = []
-  const { base } = await start(t, {
-    dataType: 'object',
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onMessage (ws: Connection, e: { data: any }) {
-            received.push(e.data)
-            if (e.data?.end === true) ws.send('end')
-          },
-          onError (_ws: unknown, e: any) { errors.push(...e.errors.map((entry: any) => entry.errCode)) }
-        }
-      }
-    }
-  }, { onProtoPoisoning: 'remove' })
-  const client = await connect(t, base)
+  const { client, received, errors } = await objectServer(t, {}, { onProtoPoisoning: 'remove' })
   client.send('{"a":1,"__proto__":{"x":1}}')
   client.send('{"end":true}')
   await messages(client, 1)
@@ -209,25 +203,7 @@ t.test("JSON under dataType object: with Fastify's onProtoPoisoning 'remove' the
 })
 
 t.test('JSON under dataType object: maxDepth 8 refuses 9 levels (errCode 300 naming maxDepth) and keeps the connection open; 8 levels pass; brackets inside strings do not count', async (t) => {
-  const received: unknown[] = []
-  const errors: Array<{ errCode: number, message: string }> = []
-  const { base } = await start(t, {
-    dataType: 'object',
-    maxDepth: 8,
-    heartbeat: false,
-    handler: {
-      onConnection () {
-        return {
-          onMessage (ws: Connection, e: { data: any }) {
-            received.push(e.data)
-            if (e.data?.end === true) ws.send('end')
-          },
-          onError (_ws: unknown, e: any) { errors.push(...e.errors) }
-        }
-      }
-    }
-  })
-  const client = await connect(t, base)
+  const { client, received, errors } = await objectServer(t, { maxDepth: 8 })
   const nine = '['.repeat(9) + ']'.repeat(9)
   const eight = '['.repeat(8) + ']'.repeat(8)
   const mixed = '{"a":'.repeat(4) + '[[[[1]]]]' + '}'.repeat(4) // 4 objects and 4 arrays: 8 levels
